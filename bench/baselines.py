@@ -62,8 +62,15 @@ def standard_features(examples, tokenizer, max_seq_length=384, doc_stride=128, m
 
 
 def loop_decode(examples, features, start_logits, end_logits, n_best_size=20, max_answer_length=30,
-                version_2_with_negative=False, null_score_diff_threshold=0.0):
-    """run_squad.py's post-processing, written as the usual per-example double loop."""
+                version_2_with_negative=False, null_score_diff_threshold=0.0, with_nbest=True):
+    """run_squad.py's post-processing written as the usual per-example double loop.
+
+    With `with_nbest=False` it stops at the answers (the n-best dict is empty).
+
+    Shaped like Hugging Face's `postprocess_qa_predictions` (utils_qa.py): a dict
+    per valid (start, end) pair of every window, one sort per example, then a
+    NumPy softmax per example; plus run_squad.py's deduplication of texts.
+    """
     by_example = {}
     for f, ex_i in enumerate(features.example_index):
         by_example.setdefault(int(ex_i), []).append(f)
@@ -75,44 +82,51 @@ def loop_decode(examples, features, start_logits, end_logits, n_best_size=20, ma
             offsets, max_ctx = features.offsets[f], features.token_is_max_context[f]
             cls = features.cls_index[f]
             null_score = float(s_log[cls]) + float(e_log[cls])
-            if version_2_with_negative and (null is None or null_score < null[0] + null[1]):
-                null = (float(s_log[cls]), float(e_log[cls]))
-            top_s = np.argsort(-s_log, kind="stable")[:n_best_size]
-            top_e = np.argsort(-e_log, kind="stable")[:n_best_size]
+            if version_2_with_negative and (null is None or null_score < null["score"]):
+                null = {"offsets": (-1, -1), "score": null_score, "start_logit": float(s_log[cls]),
+                        "end_logit": float(e_log[cls])}
+            top_s = np.argsort(-s_log, kind="stable")[:n_best_size].tolist()
+            top_e = np.argsort(-e_log, kind="stable")[:n_best_size].tolist()
             for s in top_s:
                 for e in top_e:
                     if offsets[s][0] < 0 or offsets[e][0] < 0 or e < s or e - s + 1 > max_answer_length:
                         continue
-                    if not max_ctx[s]:
+                    if not max_ctx[s] or offsets[e][1] <= offsets[s][0]:
                         continue
                     sl, el = float(s_log[s]), float(e_log[e])
-                    prelim.append((sl + el, int(offsets[s][0]), int(offsets[e][1]), sl, el))
+                    prelim.append({"offsets": (int(offsets[s][0]), int(offsets[e][1])), "score": sl + el,
+                                   "start_logit": sl, "end_logit": el})
         if null is not None:
-            prelim.append((null[0] + null[1], -1, -1, null[0], null[1]))
-        prelim.sort(key=lambda p: p[0], reverse=True)
+            prelim.append(null)
+        prelim = sorted(prelim, key=lambda p: p["score"], reverse=True)
+        best = next((p for p in prelim if p["offsets"][0] >= 0), None)
+        best_text = example.context[best["offsets"][0]:best["offsets"][1]] if best else ""
+        if null is None:
+            predictions[example.id] = best_text
+        else:
+            diff = null["score"] - (best["score"] if best else 0.0)
+            null_odds[example.id] = diff
+            predictions[example.id] = "" if diff > null_score_diff_threshold or best is None else best_text
+        if not with_nbest:
+            continue
         entries, seen = [], set()
-        for score, cs, ce, sl, el in prelim:
+        for pred in prelim:
             if len(entries) >= n_best_size:
                 break
+            cs, ce = pred["offsets"]
             text = example.context[cs:ce] if cs >= 0 else ""
             if text in seen:
                 continue
             seen.add(text)
-            entries.append({"text": text, "start_logit": sl, "end_logit": el, "answer_start": cs})
+            entries.append({"text": text, "start_logit": pred["start_logit"], "end_logit": pred["end_logit"],
+                            "answer_start": cs})
         if (null is not None and "" not in seen) or not entries:
-            entries.append({"text": "", "start_logit": (null or (0.0, 0.0))[0],
-                            "end_logit": (null or (0.0, 0.0))[1], "answer_start": -1})
+            entries.append({"text": "", "start_logit": null["start_logit"] if null else 0.0,
+                            "end_logit": null["end_logit"] if null else 0.0, "answer_start": -1})
         scores = np.array([e["start_logit"] + e["end_logit"] for e in entries])
-        probs = np.exp(scores - scores.max())
-        probs /= probs.sum()
+        exp_scores = np.exp(scores - np.max(scores))
+        probs = exp_scores / exp_scores.sum()
         for entry, p in zip(entries, probs):
             entry["probability"] = float(p)
-        best = next((e for e in entries if e["text"]), None)
-        if null is None:
-            predictions[example.id] = entries[0]["text"]
-        else:
-            diff = null[0] + null[1] - (best["start_logit"] + best["end_logit"] if best else 0.0)
-            null_odds[example.id] = diff
-            predictions[example.id] = "" if diff > null_score_diff_threshold or best is None else best["text"]
         nbest_all[example.id] = entries
     return predictions, nbest_all, null_odds

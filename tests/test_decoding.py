@@ -139,3 +139,26 @@ def test_real_equal_to_the_loop(real_tokenizer):
     subset = features.select(keep)
     start, end = random_logits(subset, seed=3)
     assert_same_as_loop(examples[:400], subset, start, end, version_2_with_negative=True)
+
+
+def test_nbest_is_built_on_first_access_and_serialises(wordpiece_tokenizer):
+    import json
+
+    examples = tiny_examples()
+    features = prepare_features(examples, wordpiece_tokenizer, **SMALL)
+    predictions, nbest, _ = decode_predictions(examples, features, *random_logits(features))
+    assert nbest._data is None
+    as_json = json.loads(json.dumps(dict(nbest)))
+    assert list(as_json) == [e.id for e in examples] and len(nbest) == len(examples)
+    assert all(as_json[qid][0]["text"] == text for qid, text in predictions.items() if text)
+
+
+def test_windows_out_of_example_order_are_regrouped(wordpiece_tokenizer):
+    examples = tiny_examples()
+    features = prepare_features(examples, wordpiece_tokenizer, **SMALL)
+    start, end = random_logits(features, seed=5)
+    expected = decode_predictions(examples, features, start, end, version_2_with_negative=True)
+    shuffled = np.random.default_rng(0).permutation(len(features))
+    got = decode_predictions(examples, features.select(shuffled), start[shuffled], end[shuffled],
+                             version_2_with_negative=True)
+    assert got[0] == expected[0] and got[2] == expected[2]

@@ -3,22 +3,24 @@
 The rules are the ones of google-research/bert's `run_squad.py`:
 - per window, the top `n_best_size` start and end indexes form candidate spans;
 - a span is kept when both ends are context tokens, end ≥ start, it is at most
-  `max_answer_length` tokens long and its start token sits in its max-context
-  window (see `tfqa.features`);
-- candidates of all of an example's windows are ranked by start + end logit,
-  equal texts are kept once, and the best `n_best_size` form the n-best list;
+  `max_answer_length` tokens long, it covers at least one character, and its
+  start token sits in its max-context window (see `tfqa.features`);
+- candidates of all of an example's windows are ranked by start + end logit
+  (ties: the order a loop over windows, start ranks, end ranks meets them);
+  the answer is the best one; equal texts are kept once in the n-best list;
 - SQuAD 2.0: the null score is the smallest CLS start + end logit over the
   example's windows; `null_odds` = null score − best span score, and the answer
   is "" when it exceeds `null_score_diff_threshold`.
 
-Everything up to the final ranking is vectorised over all windows at once;
-Python only loops over each example's few winning candidates to cut texts.
+The answers are found with array operations over all windows at once. The
+n-best lists (hundreds of thousands of small dicts on a dev set, wanted for
+`nbest_predictions.json` but not for scoring) are built on first access.
 """
 
 from __future__ import annotations
 
 import gc
-from typing import NamedTuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -45,66 +47,29 @@ def _top_k(logits: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(idx, order, axis=1)
 
 
-class Candidates(NamedTuple):
-    """Candidate spans of many windows, ranked: by example, best score first, then loop order."""
+def _spans(features, start_logits, end_logits, n_best_size, max_answer_length):
+    """Valid candidates as (window, rank, char_start, char_end, start_logit, end_logit) arrays.
 
-    example: np.ndarray  # example index of each candidate
-    start_logit: np.ndarray  # float64
-    end_logit: np.ndarray
-    char_start: np.ndarray  # character span in the example's context
-    char_end: np.ndarray
-    bounds: np.ndarray  # candidates of example i are [bounds[i], bounds[i + 1])
-
-
-def candidate_spans(features, start_logits, end_logits, n_best_size: int = 20, max_answer_length: int = 30,
-                    num_examples: int | None = None, keep: int | None = None) -> Candidates:
-    """The valid top-k start × top-k end spans of every window, ranked.
-
-    The ranking equals a stable sort by score of the candidates in the order the
-    straightforward loop visits them (window, start rank, end rank). With
-    `keep`, a window's candidates scoring below its `keep`-th best are dropped
-    (ties are kept), so the first `keep` candidates of every example's ranking
-    are exactly those of the full ranking.
+    They come in the order the straightforward loop meets them: by window, then
+    start rank, then end rank (`rank` = start rank × k + end rank).
     """
     n = len(features)
     k = min(n_best_size, start_logits.shape[1])
     starts = _top_k(start_logits, k).astype(np.int32)  # [n, k]
     ends = _top_k(end_logits, k).astype(np.int32)
-    is_context = features.offsets[:, :, 0] >= 0
-    start_ok = np.take_along_axis(is_context & features.token_is_max_context, starts, axis=1)
-    end_ok = np.take_along_axis(is_context, ends, axis=1)
+    rows = np.arange(n)[:, None]
+    char_start = features.offsets[rows, starts, 0]  # -1 off the context
+    char_end = features.offsets[rows, ends, 1]
+    start_ok = (char_start >= 0) & features.token_is_max_context[rows, starts]
+    end_ok = char_end >= 0
     length = ends[:, None, :] - starts[:, :, None] + 1  # [n, k, k]
-    valid = (start_ok[:, :, None] & end_ok[:, None, :] & (length >= 1) & (length <= max_answer_length)).reshape(n, -1)
+    valid = (start_ok[:, :, None] & end_ok[:, None, :] & (length >= 1) & (length <= max_answer_length)
+             & (char_end[:, None, :] > char_start[:, :, None]))
+    window, si, ei = np.nonzero(valid)
     # Scores are summed in float64 whatever the model's output dtype.
-    s_val = np.take_along_axis(start_logits, starts, axis=1).astype(np.float64)
-    e_val = np.take_along_axis(end_logits, ends, axis=1).astype(np.float64)
-    if keep is not None and keep < k * k:
-        score = np.where(valid, (s_val[:, :, None] + e_val[:, None, :]).reshape(n, -1), -np.inf)
-        floor = np.partition(score, k * k - keep, axis=1)[:, k * k - keep, None]
-        valid &= score >= floor
-    window, flat = np.nonzero(valid)  # the loop's order: window, start rank, end rank
-    si, ei = np.divmod(flat, k)
-    start, end = starts[window, si], ends[window, ei]
-    s_logit, e_logit = s_val[window, si], e_val[window, ei]
-    example = features.example_index[window]
-    # A stable sort by descending score, then a stable sort by example (int keys sort fast).
-    order = np.argsort(-(s_logit + e_logit), kind="stable")
-    order = order[np.argsort(example[order], kind="stable")]
-    example = example[order]
-    num_examples = int(example.max()) + 1 if num_examples is None and len(example) else (num_examples or 0)
-    return Candidates(example, s_logit[order], e_logit[order], features.offsets[window, start, 0][order],
-                      features.offsets[window, end, 1][order],
-                      np.searchsorted(example, np.arange(num_examples + 1)))
-
-
-def _null_logits(features, start_logits, end_logits, num_examples):
-    """Per example, the (start, end) CLS logits of the window with the smallest null score."""
-    rows = np.arange(len(features))
-    s = start_logits[rows, features.cls_index].astype(np.float64)
-    e = end_logits[rows, features.cls_index].astype(np.float64)
-    by_null = np.lexsort((s + e, features.example_index))  # first window wins ties
-    first = by_null[np.searchsorted(features.example_index[by_null], np.arange(num_examples))]
-    return list(zip(s[first].tolist(), e[first].tolist()))
+    return (window, si * k + ei, char_start[window, si], char_end[window, ei],
+            start_logits[window, starts[window, si]].astype(np.float64),
+            end_logits[window, ends[window, ei]].astype(np.float64))
 
 
 def decode_predictions(examples, features, start_logits, end_logits, n_best_size: int = 20,
@@ -112,86 +77,134 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
                        null_score_diff_threshold: float = 0.0):
     """Turns per-window logits into answers.
 
-    Returns `(predictions, nbest, null_odds)`: `{id: text}`, `{id: [{text,
-    probability, start_logit, end_logit, answer_start}, ...]}` best first, and
-    (SQuAD 2.0 only, else empty) `{id: null score − best span score}`.
+    Returns `(predictions, nbest, null_odds)`: `{id: text}`; a read-only mapping
+    `{id: [{text, probability, start_logit, end_logit, answer_start}, ...]}`
+    (best first, built on first access; `dict(nbest)` for JSON); and, for
+    SQuAD 2.0 only (else empty), `{id: null score − best span score}`.
     """
     start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
     if start_logits.shape != features.input_ids.shape or end_logits.shape != features.input_ids.shape:
         raise ValueError(f"logits of shape {start_logits.shape}/{end_logits.shape} do not match "
                          f"the features' {features.input_ids.shape}")
+    if np.any(np.diff(features.example_index) < 0):  # group each example's windows, keeping their order
+        order = np.argsort(features.example_index, kind="stable")
+        features, start_logits, end_logits = features.select(order), start_logits[order], end_logits[order]
     n_ex = len(examples)
-    nulls = _null_logits(features, start_logits, end_logits, n_ex) if version_2_with_negative else [None] * n_ex
+    window, rank, char_start, char_end, s_logit, e_logit = _spans(
+        features, start_logits, end_logits, n_best_size, max_answer_length)
+    example = features.example_index[window]  # non-decreasing
+    score = s_logit + e_logit
+    bounds = np.searchsorted(example, np.arange(n_ex + 1))
+    has_span = bounds[1:] > bounds[:-1]
 
-    cands = candidate_spans(features, start_logits, end_logits, n_best_size, max_answer_length, n_ex)
+    # The best span of each example: the first candidate reaching the example's maximum
+    # (-1 where there is none; it indexes the sentinel appended below).
+    best = np.full(n_ex, -1)
+    if len(score):
+        top = np.maximum.reduceat(score, bounds[:-1][has_span])
+        at_top = np.flatnonzero(score == np.repeat(top, np.diff(bounds)[has_span]))
+        best[has_span] = at_top[np.searchsorted(at_top, bounds[:-1][has_span])]
+    best_score = np.append(score, 0.0)[best]
+    bs, be = np.append(char_start, 0)[best].tolist(), np.append(char_end, 0)[best].tolist()
+    texts = [ex.context[bs[i]:be[i]] for i, ex in enumerate(examples)]
+
+    nulls, predictions, null_odds = None, {}, {}
+    if version_2_with_negative:
+        nulls = _null_logits(features, start_logits, end_logits, n_ex)
+        diff = (nulls[:, 0] + nulls[:, 1] - best_score).tolist()
+        for i, ex in enumerate(examples):
+            null_odds[ex.id] = diff[i]
+            predictions[ex.id] = texts[i] if has_span[i] and diff[i] <= null_score_diff_threshold else ""
+    else:
+        predictions = {ex.id: text for ex, text in zip(examples, texts)}
+
+    def build():
+        # Rank by example, then best score; ties keep the loop's order (stable sorts).
+        order = np.argsort(-score, kind="stable")
+        order = order[np.argsort(example[order], kind="stable")]
+        ranked = (score[order], s_logit[order], e_logit[order], char_start[order], char_end[order])
+        return _nbest_lists(examples, ranked, bounds, nulls, n_best_size)
+
+    return predictions, NBest(build), null_odds
+
+
+def _null_logits(features, start_logits, end_logits, num_examples) -> np.ndarray:
+    """[num_examples, 2]: the CLS (start, end) logits of each example's lowest-null-score window."""
+    rows = np.arange(len(features))
+    s = start_logits[rows, features.cls_index].astype(np.float64)
+    e = end_logits[rows, features.cls_index].astype(np.float64)
+    by_null = np.lexsort((s + e, features.example_index))  # first window wins ties
+    first = by_null[np.searchsorted(features.example_index[by_null], np.arange(num_examples))]
+    return np.stack([s[first], e[first]], axis=1)
+
+
+class NBest(Mapping):
+    """`{question id: n-best list}`, computed in one pass the first time it is read."""
+
+    def __init__(self, build):
+        self._build, self._data = build, None
+
+    def _lists(self) -> dict:
+        if self._data is None:
+            self._data = self._build()
+        return self._data
+
+    def __getitem__(self, key):
+        return self._lists()[key]
+
+    def __iter__(self):
+        return iter(self._lists())
+
+    def __len__(self):
+        return len(self._lists())
+
+
+def _nbest_lists(examples, ranked, bounds, nulls, n_best_size) -> dict:
+    """Each example's n-best dicts from its ranked candidates.
+
+    Walks the candidates keeping each text once. The null answer ranks among the
+    spans by its score (after spans it ties with) and is always listed for SQuAD
+    2.0, even below the n best; with no span at all a v1.1 example still gets one
+    (empty) entry.
+    """
+    scores, s_logit, e_logit, char_start, char_end = (a.tolist() for a in ranked)
+    bounds = bounds.tolist()
+    null_list = nulls.tolist() if nulls is not None else [None] * len(examples)
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # hundreds of thousands of small tuples/dicts, no cycles: skip the collector's passes
+    gc.disable()  # ~20 small objects per question and no cycles: skip the collector's passes
     try:
-        entries = _pick_all(examples, cands, nulls, n_best_size)
-        return _finish(examples, entries, nulls, null_score_diff_threshold)
+        all_entries = []
+        for ex_i, example in enumerate(examples):
+            context, null = example.context, null_list[ex_i]
+            null_score = None if null is None else null[0] + null[1]
+            entries, seen = [], set()
+            for c in range(bounds[ex_i], bounds[ex_i + 1]):
+                if len(entries) >= n_best_size:
+                    break
+                if null_score is not None and "" not in seen and null_score > scores[c]:
+                    seen.add("")
+                    entries.append(("", null[0], null[1], -1))
+                    if len(entries) >= n_best_size:
+                        break
+                text = context[char_start[c]:char_end[c]]
+                if text not in seen:
+                    seen.add(text)
+                    entries.append((text, s_logit[c], e_logit[c], char_start[c]))
+            if (null is not None and "" not in seen) or not entries:
+                entries.append(("", *(null or (0.0, 0.0)), -1))
+            all_entries.append(entries)
+        flat = [e for entries in all_entries for e in entries]
+        sizes = np.fromiter((len(x) for x in all_entries), dtype=np.int64, count=len(all_entries))
+        probs = _segment_softmax(np.array([e[1] + e[2] for e in flat], dtype=np.float64), sizes).tolist()
+        out, pos = {}, 0
+        for example, size in zip(examples, sizes.tolist()):
+            out[example.id] = [{"text": t, "probability": probs[pos + j], "start_logit": sl, "end_logit": el,
+                                "answer_start": a} for j, (t, sl, el, a) in enumerate(flat[pos:pos + size])]
+            pos += size
+        return out
     finally:
         if gc_was_enabled:
             gc.enable()
-
-
-def _finish(examples, entries, nulls, null_score_diff_threshold):
-    """Probabilities, output dictionaries and the final answer of every example."""
-    # Probabilities of all n-best lists in one NumPy pass.
-    flat = [e for ex_entries in entries for e in ex_entries]
-    sizes = np.fromiter((len(x) for x in entries), dtype=np.int64, count=len(entries))
-    probs = _segment_softmax(np.fromiter((e[1] + e[2] for e in flat), dtype=np.float64, count=len(flat)), sizes)
-
-    flat_dicts = [{"text": t, "probability": p, "start_logit": sl, "end_logit": el, "answer_start": a}
-                  for (t, sl, el, a), p in zip(flat, probs.tolist())]
-    predictions, nbest_all, null_odds = {}, {}, {}
-    pos = 0
-    for ex_i, example in enumerate(examples):
-        ex_entries = flat_dicts[pos : pos + sizes[ex_i]]
-        pos += sizes[ex_i]
-        nbest_all[example.id] = ex_entries
-        if nulls[ex_i] is None:
-            predictions[example.id] = ex_entries[0]["text"]
-            continue
-        best_span = next((e for e in ex_entries if e["text"]), None)
-        diff = sum(nulls[ex_i]) - (best_span["start_logit"] + best_span["end_logit"] if best_span else 0.0)
-        null_odds[example.id] = diff
-        predictions[example.id] = "" if best_span is None or diff > null_score_diff_threshold else best_span["text"]
-    return predictions, nbest_all, null_odds
-
-
-def _pick_all(examples, cands: Candidates, nulls, n_best_size):
-    """Each example's n-best entries `(text, start_logit, end_logit, answer_start)`, best first.
-
-    Walks the ranked candidates, keeping each text once. The null answer ranks
-    among the spans by its score (after spans it ties with) and is always listed
-    for SQuAD 2.0, even below the n best; with no valid span at all a v1.1
-    example still gets one (empty) entry.
-    """
-    scores = (cands.start_logit + cands.end_logit).tolist()
-    s_logit, e_logit = cands.start_logit.tolist(), cands.end_logit.tolist()
-    char_start, char_end = cands.char_start.tolist(), cands.char_end.tolist()
-    bounds = cands.bounds.tolist()
-    all_entries = []
-    for ex_i, example in enumerate(examples):
-        context, null = example.context, nulls[ex_i]
-        null_score = None if null is None else null[0] + null[1]
-        entries, seen = [], set()
-        for c in range(bounds[ex_i], bounds[ex_i + 1]):
-            if len(entries) >= n_best_size:
-                break
-            if null_score is not None and "" not in seen and null_score > scores[c]:
-                seen.add("")
-                entries.append(("", null[0], null[1], -1))
-                if len(entries) >= n_best_size:
-                    break
-            text = context[char_start[c]:char_end[c]]
-            if text not in seen:
-                seen.add(text)
-                entries.append((text, s_logit[c], e_logit[c], char_start[c]))
-        if (null is not None and "" not in seen) or not entries:
-            entries.append(("", *(null or (0.0, 0.0)), -1))
-        all_entries.append(entries)
-    return all_entries
 
 
 def _segment_softmax(scores: np.ndarray, sizes: np.ndarray) -> np.ndarray:
