@@ -316,7 +316,8 @@ class _Parser:
             raise self.fail(
                 where,
                 f"{label} text {_clip(text)} is not at answer_start {start} (the context has {_clip(found)} there); "
-                'pass misaligned="repair" to move it to the nearest occurrence or misaligned="skip" to drop it',
+                'use misaligned="repair" (CLI: --misaligned repair) to move it to the nearest occurrence, '
+                'or misaligned="skip" to drop it',
             )
         if self.misaligned == "repair":
             moved = _nearest_occurrence(context, text, start, self.repair_window)
