@@ -42,3 +42,18 @@ def best_of(repeats: int, fn, *args, **kwargs):
         result = fn(*args, **kwargs)
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def parse_bench_args(doc: str):
+    """Command line shared by the data benchmarks: (args, examples, tokenizer, tokenizer description)."""
+    import argparse
+
+    from tfqa import load_squad
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="dev-v1.1.json.gz", help="file in the shared SQuAD folder")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each; the fastest counts")
+    args = parser.parse_args()
+    examples = load_squad(squad_file(args.data))
+    tokenizer, vocab = bench_tokenizer()
+    return args, examples, tokenizer, vocab

@@ -13,13 +13,11 @@ identical outputs:
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from bench.baselines import loop_decode
-from bench.common import best_of, bench_tokenizer, squad_file
-from tfqa import decode_predictions, load_squad, prepare_features
+from bench.common import best_of, parse_bench_args
+from tfqa import decode_predictions, prepare_features
 
 
 def synthetic_logits(features, seed: int = 0):
@@ -50,14 +48,8 @@ def same_nbest(a, b) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="dev-v1.1.json.gz", help="file in the shared SQuAD folder")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each; the fastest counts")
-    args = parser.parse_args()
-
-    examples = load_squad(squad_file(args.data))
+    args, examples, tokenizer, vocab = parse_bench_args(__doc__)
     v2 = any(e.is_impossible for e in examples)
-    tokenizer, vocab = bench_tokenizer()
     features = prepare_features(examples, tokenizer)
     start_logits, end_logits = synthetic_logits(features)
     kwargs = dict(n_best_size=20, max_answer_length=30, version_2_with_negative=v2)

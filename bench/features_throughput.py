@@ -17,18 +17,12 @@ import numpy as np
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 from bench.baselines import standard_features  # noqa: E402
-from bench.common import best_of, bench_tokenizer, squad_file  # noqa: E402
-from tfqa import load_squad, prepare_features  # noqa: E402
+from bench.common import best_of, parse_bench_args  # noqa: E402
+from tfqa import prepare_features  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="dev-v1.1.json.gz", help="file in the shared SQuAD folder")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each; the fastest counts")
-    args = parser.parse_args()
-
-    examples = load_squad(squad_file(args.data))
-    tokenizer, vocab = bench_tokenizer()
+    args, examples, tokenizer, vocab = parse_bench_args(__doc__)
     t_ours, ours = best_of(args.repeats, prepare_features, examples, tokenizer)
     t_std, std = best_of(args.repeats, standard_features, examples, tokenizer)
 

@@ -403,8 +403,11 @@ def tfds_records(version: str):
 
 
 @pytest.fixture
-def mock_tfds():
+def mock_tfds(tmp_path, monkeypatch):
     """Mocks TFDS so tfds.load("squad/...") goes through the real builder but reads `tfds_records`."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # TFDS leaves empty temp folders behind
     tf = pytest.importorskip("tensorflow")
     tfds = pytest.importorskip("tensorflow_datasets")
     calls = []
