@@ -26,6 +26,14 @@ CORPUS = [
 ]
 
 
+def pytest_configure(config):
+    """Split the CPU into two logical devices before TensorFlow starts, for the 2-replica tests."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
 def make_example(qid, question, context, answer=None, occurrence=0, title="t"):
     """An Example whose answer is the `occurrence`-th appearance of `answer` in `context`."""
     answers = ()

@@ -8,6 +8,7 @@ every expected failure (bad data, bad predictions, missing files) into one
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -92,6 +93,100 @@ def cmd_check(args) -> int:
     return 0
 
 
+SMOKE_DEFAULTS = dict(output_dir="runs/smoke", version_2_with_negative=True, max_seq_length=128, doc_stride=32,
+                      max_query_length=16, per_replica_batch_size=16, learning_rate=1e-3, num_train_epochs=20.0,
+                      warmup_ratio=0.1, eval_batch_size=128, logging_steps=10)
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    """The `train_keras.py` parser: one option per TrainConfig field."""
+    from tfqa.config import add_to_parser
+
+    parser = argparse.ArgumentParser(prog="train_keras.py", description="Fine-tune, evaluate and save a QA model.")
+    add_to_parser(parser)
+    return parser
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry of `train_keras.py`: parse, check, run; one-line errors and exit status 2 on bad input."""
+    from tfqa.config import from_args
+
+    parser = build_train_parser()
+    preset, _ = parser.parse_known_args(argv)
+    if preset.preset == "smoke":
+        parser.set_defaults(**SMOKE_DEFAULTS)
+    config = from_args(parser.parse_args(argv))
+    if config.preset == "smoke":
+        config = _prepare_smoke_data(config)
+    problems = config.validate()
+    if problems:
+        for problem in problems:
+            print(f"train_keras.py: error: {problem}", file=sys.stderr)
+        return 2
+    from tfqa.modeling import ModelLoadError
+    from tfqa.training import TrainingError, train_and_evaluate
+
+    try:
+        results = train_and_evaluate(config)
+    except ModelLoadError as e:
+        print(f"train_keras.py: error: {e}\n  Offline? Try the self-contained run: python train_keras.py --preset smoke",
+              file=sys.stderr)
+        return 2
+    except DataError as e:
+        print(f"train_keras.py: error: {e}\n  Pass local SQuAD files with --train_file/--predict_file, or try: "
+              "python train_keras.py --preset smoke", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"train_keras.py: error: {e}", file=sys.stderr)
+        return 1
+    metrics = {k: round(v, 2) for k, v in results.items() if isinstance(v, float)}
+    print(json.dumps(metrics))
+    out = config.output_dir
+    print(f"\nDone. Outputs in {out}/: the model and tokenizer (save_pretrained), predictions.json, "
+          f"nbest_predictions.json, eval_results.json, checkpoints/, logs/ (TensorBoard).\n"
+          f"Next: python -m tfqa evaluate {config.predict_file} {out}/predictions.json"
+          + (f" --na-prob-file {out}/null_odds.json" if config.version_2_with_negative else "")
+          + f"\n      python -m tfqa predict --model {out} --data FILE --output DIR\n"
+          f"      tensorboard --logdir {out}/logs", file=sys.stderr)
+    return 0
+
+
+def _prepare_smoke_data(config):
+    """Writes the synthetic train/dev corpora into the output folder (unless given) and points the config at them."""
+    from tfqa.synthetic import smoke_datasets
+
+    data_dir = Path(config.output_dir) / "data"
+    train, dev = smoke_datasets()
+    changes = {}
+    if config.train_file.startswith("squad"):
+        changes["train_file"] = str(write_json_atomic(data_dir / "train.json", train))
+    if config.predict_file.startswith("squad"):
+        changes["predict_file"] = str(write_json_atomic(data_dir / "dev.json", dev))
+    return dataclasses.replace(config, **changes)
+
+
+def cmd_predict(args) -> int:
+    """Runs a saved model over a SQuAD-format file and writes the prediction files."""
+    from tfqa.features import prepare_features
+    from tfqa.modeling import ModelLoadError, load_qa_model
+    from tfqa.training import load_settings, predict_answers, write_prediction_files
+
+    config = load_settings(args.model)
+    examples, report = read_squad(args.data, misaligned=args.misaligned)
+    if report.version == "2.0" and not config.version_2_with_negative:
+        config = dataclasses.replace(config, version_2_with_negative=True)
+    try:
+        model, tokenizer = load_qa_model(args.model)
+    except ModelLoadError as e:
+        raise CliError(str(e)) from None
+    features = prepare_features(examples, tokenizer, max_seq_length=config.max_seq_length,
+                                doc_stride=config.doc_stride, max_query_length=config.max_query_length)
+    predictions, nbest, null_odds = predict_answers(model, features, examples, config, args.batch_size)
+    write_prediction_files(Path(args.output), predictions, nbest, null_odds)
+    print(f"{len(predictions)} predictions written to {args.output}/", file=sys.stderr)
+    return 0
+
+
 def _warn(message: str) -> None:
     print(f"tfqa: warning: {message}", file=sys.stderr)
 
@@ -121,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="also write the results JSON to this file (atomically)")
     _add_data_options(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="run a saved model over a SQuAD-format file",
+                       description=cmd_predict.__doc__)
+    p.add_argument("--model", required=True, help="directory written by train_keras.py (save_pretrained)")
+    p.add_argument("--data", required=True, help="SQuAD JSON (.json or .json.gz) or TFDS name")
+    p.add_argument("--output", required=True, help="folder for predictions.json, nbest_predictions.json, null_odds.json")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64,
+                   help="windows per model call (default: %(default)s)")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="validate a SQuAD file", description=cmd_check.__doc__)
     p.add_argument("data_file", help="SQuAD JSON (.json or .json.gz) or TFDS name")

@@ -14,8 +14,12 @@ from typing import Iterable
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True):
-    """Trains a BERT-style WordPiece vocab on `texts`; returns a `BertTokenizerFast`."""
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
+                    token_type_ids: bool = True):
+    """Trains a BERT-style WordPiece vocab on `texts`; returns a `BertTokenizerFast`.
+
+    `token_type_ids=False` makes a tokenizer for models without segment ids (DistilBERT).
+    """
     from tokenizers import BertWordPieceTokenizer
 
     wp = BertWordPieceTokenizer(lowercase=lowercase, strip_accents=lowercase)
@@ -23,14 +27,15 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
                            special_tokens=list(SPECIAL_TOKENS), show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         wp.save_model(tmp)
-        return tokenizer_from_vocab(Path(tmp) / "vocab.txt", lowercase=lowercase)
+        return tokenizer_from_vocab(Path(tmp) / "vocab.txt", lowercase=lowercase, token_type_ids=token_type_ids)
 
 
-def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True):
+def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True, token_type_ids: bool = True):
     """A `BertTokenizerFast` for a WordPiece `vocab.txt` (one token per line)."""
     from transformers import BertTokenizerFast
 
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lowercase)
+    names = ["input_ids", "token_type_ids", "attention_mask"] if token_type_ids else ["input_ids", "attention_mask"]
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lowercase, model_input_names=names)
 
 
 def write_vocab(tokens: Iterable[str], path: str | Path) -> Path:

@@ -1,0 +1,173 @@
+"""Training: a tiny end-to-end run, the saved model's round trip, 2-replica parity, resume, flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from tfqa.config import TrainConfig
+from tfqa.files import write_json_atomic
+from tfqa.synthetic import synthetic_squad
+
+SMALL = dict(version_2_with_negative=True, max_seq_length=64, doc_stride=16, max_query_length=16,
+             per_replica_batch_size=8, learning_rate=1e-3, eval_batch_size=32, preset="smoke", seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    train = write_json_atomic(folder / "train.json", synthetic_squad(12, seed=1))
+    dev = write_json_atomic(folder / "dev.json", synthetic_squad(4, seed=2, name_offset=2000))
+    return str(train), str(dev)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    from tfqa.training import train_and_evaluate
+
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(train_file=tiny_data[0], predict_file=tiny_data[1], output_dir=str(out),
+                         num_train_epochs=2, **SMALL)
+    return config, train_and_evaluate(config)
+
+
+def test_run_writes_everything(trained):
+    config, results = trained
+    out = config.output_dir
+    for name in ("config.json", "tf_model.h5", "tokenizer.json", "vocab.txt", "predictions.json",
+                 "nbest_predictions.json", "null_odds.json", "eval_results.json", "tfqa_config.json",
+                 "checkpoints/epoch-02.h5"):
+        assert os.path.exists(os.path.join(out, name)), name
+    assert os.listdir(os.path.join(out, "logs"))  # TensorBoard
+    assert [e["epoch"] for e in results["epochs"]] == [1, 2] and "exact" in results
+    saved = json.load(open(os.path.join(out, "eval_results.json")))
+    assert saved["exact"] == results["exact"]
+
+
+def test_saved_model_round_trip_same_logits(trained):
+    from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
+
+    from tfqa import load_squad, prepare_features
+
+    config, _ = trained
+    model = TFAutoModelForQuestionAnswering.from_pretrained(config.output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(config.output_dir)
+    examples = load_squad(config.predict_file)
+    f = prepare_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_query_length=16)
+    logits = model(f.model_inputs()).start_logits.numpy()
+    # The predictions file came from the trained model in memory: the reloaded one gives the same answers.
+    from tfqa.decoding import decode_predictions
+
+    out = model(f.model_inputs())
+    predictions, _, _ = decode_predictions(examples, f, out.start_logits.numpy(), out.end_logits.numpy(),
+                                           version_2_with_negative=True)
+    assert predictions == json.load(open(os.path.join(config.output_dir, "predictions.json")))
+    assert np.isfinite(logits).all()
+
+
+def test_predict_cli_writes_the_same_files(trained, tmp_path):
+    config, _ = trained
+    proc = subprocess.run([sys.executable, "-m", "tfqa", "predict", "--model", config.output_dir, "--data",
+                           config.predict_file, "--output", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.load(open(tmp_path / "predictions.json")) == json.load(
+        open(os.path.join(config.output_dir, "predictions.json")))
+    assert (tmp_path / "null_odds.json").exists() and (tmp_path / "nbest_predictions.json").exists()
+
+
+def step_losses(strategy, features, steps=6):
+    import tensorflow as tf
+
+    from tfqa.modeling import tiny_distilbert
+    from tfqa.pipeline import train_dataset
+    from tfqa.training import input_names, make_optimizer
+
+    config = TrainConfig(**{**SMALL, "learning_rate": 3e-4})
+    with strategy.scope():
+        model = tiny_distilbert(200, 64, dim=16, n_layers=2, n_heads=2, seed=0)
+        model.compile(optimizer=make_optimizer(config, steps))
+    losses = []
+    model.fit(train_dataset(features, 8, seed=0, input_names=input_names(model)), epochs=steps, steps_per_epoch=1, verbose=0,
+              callbacks=[tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: losses.append(logs["loss"]))])
+    return np.array(losses)
+
+
+def test_two_replicas_match_one_at_the_same_global_batch(wordpiece_tokenizer):
+    import tensorflow as tf
+
+    from tfqa import load_squad, prepare_features
+
+    assert len(tf.config.list_logical_devices("CPU")) == 2
+    from conftest import tiny_examples
+
+    features = prepare_features(tiny_examples() * 3, wordpiece_tokenizer, max_seq_length=64, doc_stride=16,
+                                max_query_length=16)
+    one = step_losses(tf.distribute.MirroredStrategy(["/cpu:0"]), features)
+    two = step_losses(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), features)
+    assert one[-1] < one[0]  # it learns
+    np.testing.assert_allclose(two, one, rtol=2e-3, atol=2e-4)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "train_keras.py", "--preset", "smoke", "--train_file", tiny_data[0], "--predict_file",
+           tiny_data[1], "--output_dir", str(out), "--num_train_epochs", "3", "--max_seq_length", "64",
+           "--doc_stride", "16", "--per_gpu_train_batch_size", "4", "--do_train"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "epoch-01.h5").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoints" / "epoch-01.h5").exists()
+    assert not (out / "tf_model.h5").exists()  # it really was cut off before the end
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    log = again.stdout + again.stderr
+    assert "Epoch 1/3" not in log and "Epoch 2/3" in log and "Epoch 3/3" in log
+    assert (out / "tf_model.h5").exists()
+
+
+def test_help_lists_every_flag_with_its_default():
+    proc = subprocess.run([sys.executable, "train_keras.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for f in dataclasses.fields(TrainConfig):
+        assert f"--{f.name}" in text, f.name
+    for flag in ("--per_gpu_train_batch_size", "--model_type", "--do_lower_case", "(default: 3e-05)",
+                 "(default: 384)", "(default: 128)", "(default: 'distilbert-base-uncased')"):
+        assert flag in text, flag
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--per_gpu_train_batch_size", "-1"], "--per_replica_batch_size must be positive"),
+    (["--doc_stride", "400"], "--doc_stride 400 must be smaller"),
+    (["--train_file", "/nope/train.json"], "--train_file /nope/train.json: no such file"),
+    (["--warmup_ratio", "2"], "--warmup_ratio must be in [0, 1)"),
+])
+def test_invalid_flags_fail_fast(args, message):
+    proc = subprocess.run([sys.executable, "train_keras.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_seed_command_flags_are_accepted():
+    from tfqa.cli import build_train_parser
+    from tfqa.config import from_args
+
+    argv = ("--model_type distilbert --model_name_or_path distilbert-base-uncased --do_train --do_eval "
+            "--do_lower_case --train_file x/train-v1.1.json --predict_file x/dev-v1.1.json "
+            "--per_gpu_train_batch_size 12 --learning_rate 3e-5 --num_train_epochs 2.0 --max_seq_length 384 "
+            "--doc_stride 128 --output_dir /tmp/debug_squad/").split()
+    config = from_args(build_train_parser().parse_args(argv))
+    assert config.per_replica_batch_size == 12 and config.do_train and config.do_eval and config.doc_stride == 128

@@ -1,0 +1,109 @@
+"""Run settings as one dataclass; the `train_keras.py` flags are generated from it.
+
+Every flag is defined once, here, with its default and help; `add_to_parser`
+turns the fields into argparse options (with the seed project's spellings as
+aliases) and `from_args` reads them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _flag(default, help: str, aliases: tuple[str, ...] = (), choices=None):
+    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training/evaluation run needs."""
+
+    model_name_or_path: str = _flag("distilbert-base-uncased", "hub name or local directory of the pretrained "
+                                    "checkpoint (TF tf_model.h5 or PyTorch safetensors)")
+    model_type: str = _flag("", "accepted for compatibility; the architecture is read from the checkpoint's config")
+    train_file: str = _flag("squad/v1.1:train", "SQuAD JSON (.json/.json.gz) or TFDS name for training")
+    predict_file: str = _flag("squad/v1.1:validation", "SQuAD JSON or TFDS name for evaluation")
+    output_dir: str = _flag("runs/squad", "where checkpoints, logs, predictions and the final model go")
+    preset: str = _flag("", "'smoke': offline run on a generated corpus with a tiny model (< 5 min on 2 CPUs)",
+                        choices=("", "smoke"))
+    do_train: bool = _flag(False, "train (default when neither --do_train nor --do_eval is given: both)")
+    do_eval: bool = _flag(False, "evaluate on --predict_file")
+    do_lower_case: bool = _flag(False, "accepted for compatibility; casing follows the checkpoint's tokenizer")
+    version_2_with_negative: bool = _flag(False, "SQuAD 2.0: some questions have no answer")
+    max_seq_length: int = _flag(384, "tokens per window (question + context + special tokens)")
+    doc_stride: int = _flag(128, "context tokens shared by consecutive windows")
+    max_query_length: int = _flag(64, "question tokens kept")
+    per_replica_batch_size: int = _flag(12, "training batch per device; the global batch is this × replicas",
+                                        aliases=("--per_gpu_train_batch_size", "--per_device_train_batch_size"))
+    eval_batch_size: int = _flag(64, "evaluation batch per device", aliases=("--per_gpu_eval_batch_size",))
+    learning_rate: float = _flag(3e-5, "peak learning rate of AdamW")
+    num_train_epochs: float = _flag(2.0, "training epochs (fractions allowed)")
+    warmup_ratio: float = _flag(0.1, "fraction of the steps spent warming the learning rate up linearly")
+    weight_decay: float = _flag(0.01, "AdamW weight decay (not applied to LayerNorm and bias)")
+    max_grad_norm: float = _flag(1.0, "clip gradients to this global norm (0: no clipping)")
+    seed: int = _flag(42, "random seed (shuffling, initialisation, dropout)")
+    max_train_samples: int = _flag(0, "use only the first N training questions (0: all)")
+    max_eval_samples: int = _flag(0, "use only the first N evaluation questions (0: all)")
+    n_best_size: int = _flag(20, "candidates per example kept in nbest_predictions.json")
+    max_answer_length: int = _flag(30, "longest answer in tokens")
+    null_score_diff_threshold: float = _flag(0.0, "SQuAD 2.0: answer '' when null score − best span exceeds this")
+    jit_compile: bool = _flag(False, "compile the train step with XLA")
+    mixed_precision: bool = _flag(False, "mixed_float16 compute (GPUs)")
+    cache_dir: str = _flag("", "reuse tokenized features cached here (keyed by data, tokenizer and settings)")
+    logging_steps: int = _flag(50, "log the training loss to TensorBoard every N steps")
+
+    def validate(self) -> list[str]:
+        """Problems with the values, as messages (empty when fine); checked before any heavy work."""
+        problems = []
+        for name in ("per_replica_batch_size", "eval_batch_size", "max_seq_length", "max_query_length",
+                     "n_best_size", "max_answer_length", "logging_steps"):
+            if getattr(self, name) <= 0:
+                problems.append(f"--{name} must be positive (got {getattr(self, name)})")
+        for name in ("doc_stride", "max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{name} must not be negative (got {getattr(self, name)})")
+        if self.learning_rate <= 0 or self.num_train_epochs <= 0:
+            problems.append("--learning_rate and --num_train_epochs must be positive")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"--warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.doc_stride >= self.max_seq_length - self.max_query_length:
+            problems.append(f"--doc_stride {self.doc_stride} must be smaller than --max_seq_length − "
+                            f"--max_query_length ({self.max_seq_length - self.max_query_length})")
+        for name in ("train_file", "predict_file"):
+            value = getattr(self, name)
+            if _looks_like_path(value) and not Path(value).exists():
+                problems.append(f"--{name} {value}: no such file")
+        return problems
+
+    @property
+    def train(self) -> bool:
+        return self.do_train or not (self.do_train or self.do_eval)
+
+    @property
+    def evaluate(self) -> bool:
+        return self.do_eval or not (self.do_train or self.do_eval)
+
+
+def _looks_like_path(value: str) -> bool:
+    return bool(value) and not value.startswith("squad") or value.endswith((".json", ".gz"))
+
+
+def add_to_parser(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """Adds one option per dataclass field (booleans become flags)."""
+    for f in dataclasses.fields(cls):
+        names = [f"--{f.name}", *f.metadata.get("aliases", ())]
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if f.type in ("bool", bool):
+            parser.add_argument(*names, dest=f.name, action="store_true", help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            parser.add_argument(*names, dest=f.name, type=kind, default=f.default, help=help_text,
+                                choices=f.metadata.get("choices"))
+
+
+def from_args(args: argparse.Namespace, cls=TrainConfig):
+    """The dataclass filled from parsed arguments."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})

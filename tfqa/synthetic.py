@@ -1,0 +1,84 @@
+"""A synthetic SQuAD-format corpus for the offline smoke preset and the tests.
+
+Each paragraph states facts about made-up people ("the color of talvek is
+teal ."), padded with filler sentences so that most contexts need more than one
+window at the smoke preset's sequence length. Questions ask for one fact
+("what is the color of talvek ?"); SQuAD 2.0-style unanswerable questions ask
+for an attribute the paragraph does not mention. Train and held-out dev data use
+disjoint people, so the dev score measures reading, not memorising.
+"""
+
+from __future__ import annotations
+
+import random
+
+ATTRIBUTES = {
+    "color": ["teal", "amber", "violet", "crimson", "olive", "silver", "indigo", "coral"],
+    "city": ["lisbon", "oslo", "quito", "hanoi", "dakar", "lima", "perth", "tunis"],
+    "food": ["rice", "figs", "bread", "soup", "plums", "beans", "pasta", "dates"],
+    "pet": ["cat", "owl", "dog", "goat", "hare", "lynx", "crow", "newt"],
+    "tool": ["hammer", "saw", "drill", "chisel", "wrench", "spade", "rake", "awl"],
+    "year": [str(y) for y in range(1950, 2030, 9)],
+}
+FILLER = [
+    "the weather that season was mild and the harvest was long .",
+    "many visitors came to the valley to see the old stone bridge .",
+    "the river ran quietly past the mill and the market square .",
+    "people in the town still talk about the great winter storm .",
+    "a small band played music every evening near the fountain .",
+    "the library opened early on market days and closed at dusk .",
+    "children walked to school along the path by the orchard .",
+    "an old clock in the tower chimed every hour of the night .",
+    "the bakery sold warm loaves to travellers on the north road .",
+    "farmers met in the hall each spring to share their news .",
+]
+_SYLLABLES = ["ta", "ko", "vel", "mir", "sa", "dor", "len", "bri", "zu", "ran", "pe", "lo", "gar", "ni", "tho",
+              "ka", "mu", "sel", "fen", "vo"]
+
+
+def _names(rng: random.Random, count: int) -> list[str]:
+    names: set[str] = set()
+    while len(names) < count:
+        names.add("".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3)))))
+    return sorted(names)
+
+
+def _paragraph(rng, people, p_id, unanswerable_rate):
+    # Each paragraph uses four of the six attributes once, so a question is
+    # answered by finding its attribute; unanswerable ones ask for one of the
+    # other two. Filler makes most contexts longer than one smoke window.
+    attrs = rng.sample(sorted(ATTRIBUTES), 4)
+    facts = [(person, attr, rng.choice(ATTRIBUTES[attr])) for person, attr in zip(people, attrs)]
+    sentences = [f"the {a} of {p} is {v} ." for p, a, v in facts] + rng.sample(FILLER, 7)
+    rng.shuffle(sentences)
+    context = " ".join(sentences)
+    qas = []
+    for n, (person, attr, value) in enumerate(facts):
+        start = context.index(f"the {attr} of {person} is {value} .") + len(f"the {attr} of {person} is ")
+        qas.append({"id": f"{p_id}-{n}", "question": f"what is the {attr} of {person} ?",
+                    "answers": [{"text": value, "answer_start": start}], "is_impossible": False})
+    if rng.random() < unanswerable_rate:
+        missing = rng.choice([a for a in sorted(ATTRIBUTES) if a not in attrs])
+        qas.append({"id": f"{p_id}-x", "question": f"what is the {missing} of {rng.choice(people)} ?",
+                    "answers": [], "is_impossible": True})
+    return {"context": context, "qas": qas}
+
+
+def synthetic_squad(num_paragraphs: int = 200, seed: int = 0, unanswerable_rate: float = 0.5, name_offset: int = 0) -> dict:
+    """A SQuAD v2.0-format dict (`{"version", "data"}`) of synthetic paragraphs.
+
+    `name_offset` picks a disjoint slice of made-up names, so train and dev can
+    be generated with different people.
+    """
+    rng = random.Random(seed)
+    pool = _names(random.Random(1234), 4000)  # 20 syllables, 2-3 each: 8,400 possible names
+    people = pool[name_offset:name_offset + max(40, num_paragraphs)]
+    paragraphs = [_paragraph(rng, rng.sample(people, 4), f"s{seed}-{i}", unanswerable_rate)
+                  for i in range(num_paragraphs)]
+    return {"version": "v2.0", "data": [{"title": f"synthetic-{seed}", "paragraphs": paragraphs}]}
+
+
+def smoke_datasets(train_paragraphs: int = 300, dev_paragraphs: int = 40) -> tuple[dict, dict]:
+    """(train, dev) synthetic corpora with disjoint people."""
+    return (synthetic_squad(train_paragraphs, seed=1, name_offset=0),
+            synthetic_squad(dev_paragraphs, seed=2, name_offset=2000))

@@ -1,0 +1,202 @@
+"""Fine-tuning and evaluation: strategy, optimizer, Keras `fit`, callbacks, outputs.
+
+`train_and_evaluate(config)` is the whole run behind `train_keras.py`: load the
+data and the checkpoint, fine-tune with AdamW (linear warmup then linear decay,
+no weight decay on LayerNorm and bias, global-norm clipping) under
+`tf.distribute.MirroredStrategy`, evaluate after every epoch, and leave a
+`save_pretrained` model + tokenizer and the prediction files in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfqa.config import TrainConfig  # noqa: E402
+from tfqa.data import load_squad, squad_version  # noqa: E402
+from tfqa.decoding import decode_predictions  # noqa: E402
+from tfqa.features import prepare_features  # noqa: E402
+from tfqa.files import write_json_atomic  # noqa: E402
+from tfqa.metrics import squad_metrics  # noqa: E402
+from tfqa.pipeline import predict_dataset, train_dataset  # noqa: E402
+
+SETTINGS_FILE = "tfqa_config.json"
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (e.g. the loss became NaN); the message says why."""
+
+
+def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """MirroredStrategy over the given devices, else every visible GPU, else the CPU."""
+    if devices is None:
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or ["/cpu:0"]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    """AdamW: linear warmup over `warmup_ratio` of the steps, then linear decay to 0."""
+    from transformers import create_optimizer
+
+    optimizer, _ = create_optimizer(
+        init_lr=config.learning_rate, num_train_steps=total_steps,
+        num_warmup_steps=int(config.warmup_ratio * total_steps), weight_decay_rate=config.weight_decay,
+        adam_global_clipnorm=config.max_grad_norm or None)
+    return optimizer
+
+
+def predict_answers(model, features, examples, config: TrainConfig, batch_size: int):
+    """Runs the model over the features and decodes: (predictions, nbest, null_odds)."""
+    outputs = model.predict(predict_dataset(features, batch_size, input_names(model)), verbose=0)
+    return decode_predictions(
+        examples, features, np.asarray(outputs["start_logits"]), np.asarray(outputs["end_logits"]),
+        n_best_size=config.n_best_size, max_answer_length=config.max_answer_length,
+        version_2_with_negative=config.version_2_with_negative,
+        null_score_diff_threshold=config.null_score_diff_threshold)
+
+
+def input_names(model) -> set[str]:
+    """The inputs a Transformers TF model's call takes (its serving signature names them)."""
+    return set(model.input_signature)
+
+
+class EvaluateEachEpoch(tf.keras.callbacks.Callback):
+    """Scores the dev set after every epoch; adds `eval_exact`/`eval_f1` to the epoch logs."""
+
+    def __init__(self, features, examples, config, batch_size):
+        super().__init__()
+        self.features, self.examples, self.config, self.batch_size = features, examples, config, batch_size
+        self.history: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        predictions, _, null_odds = predict_answers(self.model, self.features, self.examples, self.config,
+                                                    self.batch_size)
+        metrics = squad_metrics(self.examples, predictions, na_probs=null_odds or None)
+        exact = metrics.get("exact_match", metrics.get("exact"))
+        if logs is not None:
+            logs["eval_exact"], logs["eval_f1"] = exact, metrics["f1"]
+        self.history.append({"epoch": epoch + 1, "loss": (logs or {}).get("loss"), **metrics})
+        print(f"epoch {epoch + 1}: eval EM {exact:.2f} F1 {metrics['f1']:.2f}", file=sys.stderr)
+
+
+class StopOnNaN(tf.keras.callbacks.Callback):
+    """Stops training with a clear error as soon as the loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingError(f"the training loss became {loss} at step {batch + 1}; lower --learning_rate, "
+                                "check the data, or disable --mixed_precision")
+
+
+def load_examples(source: str, limit: int):
+    examples = load_squad(source)
+    return examples[:limit] if limit else examples
+
+
+def build_model_and_tokenizer(config: TrainConfig, texts):
+    """The checkpoint named by the config, or for the smoke preset a tiny model with a vocab from `texts`."""
+    if config.preset == "smoke":
+        from tfqa.modeling import tiny_distilbert
+        from tfqa.vocab import train_wordpiece
+
+        tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
+        return tiny_distilbert(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
+    from tfqa.modeling import load_qa_model
+
+    return load_qa_model(config.model_name_or_path)
+
+
+def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Trains and/or evaluates as configured; writes everything into `config.output_dir`.
+
+    Returns the final evaluation metrics (empty without evaluation), plus the
+    per-epoch history under "epochs".
+    """
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or make_strategy()
+    tf.keras.utils.set_random_seed(config.seed)
+    settings = dict(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
+                    max_query_length=config.max_query_length)
+
+    train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
+    eval_examples = load_examples(config.predict_file, config.max_eval_samples) if config.evaluate else []
+    if eval_examples and squad_version(eval_examples) == "2.0" and not config.version_2_with_negative:
+        print("note: the evaluation data has unanswerable questions; decoding as SQuAD 2.0", file=sys.stderr)
+        config = dataclasses.replace(config, version_2_with_negative=True)
+
+    with strategy.scope():
+        texts = [e.context for e in train_examples] + [e.question for e in train_examples]
+        model, tokenizer = build_model_and_tokenizer(config, texts)
+    replicas = strategy.num_replicas_in_sync
+    eval_batch = config.eval_batch_size * replicas
+    eval_features = prepare_features(eval_examples, tokenizer, **settings) if eval_examples else None
+
+    history = []
+    if train_examples:
+        features = prepare_features(train_examples, tokenizer, **settings)
+        global_batch = config.per_replica_batch_size * replicas
+        steps_per_pass = max(1, math.ceil(len(features) / global_batch))
+        total_steps = max(1, round(config.num_train_epochs * steps_per_pass))
+        epochs = max(1, math.ceil(config.num_train_epochs))
+        with strategy.scope():
+            model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
+        callbacks = [
+            StopOnNaN(),
+            tf.keras.callbacks.BackupAndRestore(str(out / "backup")),  # a restarted run resumes here
+            tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}.h5"),
+                                               save_weights_only=True),
+            tf.keras.callbacks.TensorBoard(str(out / "logs"), update_freq=config.logging_steps),
+        ]
+        evaluator = None
+        if eval_features is not None:
+            evaluator = EvaluateEachEpoch(eval_features, eval_examples, config, eval_batch)
+            callbacks.insert(1, evaluator)
+        print(f"training: {len(train_examples)} questions, {len(features)} windows, {replicas} replica(s), "
+              f"global batch {global_batch}, {total_steps} steps", file=sys.stderr)
+        model.fit(train_dataset(features, global_batch, config.seed, drop_remainder=config.jit_compile,
+                                input_names=input_names(model)),
+                  epochs=epochs, steps_per_epoch=math.ceil(total_steps / epochs), callbacks=callbacks,
+                  verbose=2 if os.environ.get("CI") else 1)
+        history = evaluator.history if evaluator else []
+
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    write_json_atomic(out / SETTINGS_FILE, dataclasses.asdict(config))
+
+    results: dict = {}
+    if eval_features is not None:
+        predictions, nbest, null_odds = predict_answers(model, eval_features, eval_examples, config, eval_batch)
+        results = squad_metrics(eval_examples, predictions, na_probs=null_odds or None)
+        write_prediction_files(out, predictions, nbest, null_odds)
+        write_json_atomic(out / "eval_results.json", {**results, "epochs": history})
+    return {**results, "epochs": history}
+
+
+def write_prediction_files(out: Path, predictions, nbest, null_odds) -> None:
+    """predictions.json, nbest_predictions.json and (SQuAD 2.0) null_odds.json, each written atomically."""
+    write_json_atomic(out / "predictions.json", predictions)
+    write_json_atomic(out / "nbest_predictions.json", dict(nbest))
+    if null_odds:
+        write_json_atomic(out / "null_odds.json", null_odds)
+
+
+def load_settings(model_dir: str) -> TrainConfig:
+    """The TrainConfig a model directory was trained with (defaults when it has none)."""
+    path = Path(model_dir) / SETTINGS_FILE
+    if not path.exists():
+        return TrainConfig(model_name_or_path=model_dir)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in json.loads(path.read_text()).items() if k in known}
+    return dataclasses.replace(TrainConfig(**values), model_name_or_path=model_dir, preset="")

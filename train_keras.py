@@ -1,0 +1,14 @@
+"""Fine-tune a QA model on SQuAD with Keras `fit`, evaluate it, and save it.
+
+    python train_keras.py --preset smoke          # offline: synthetic data, tiny model, < 5 minutes
+    python train_keras.py                         # distilbert-base-uncased on SQuAD v1.1 (TFDS)
+    python train_keras.py --help                  # every flag, with its default
+
+Intentionally kept short: the run is `tfqa.training.train_and_evaluate`, the
+flags come from `tfqa.config.TrainConfig`.
+"""
+
+from tfqa.cli import train_main
+
+if __name__ == "__main__":
+    raise SystemExit(train_main())
