@@ -408,6 +408,7 @@ def mock_tfds(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # TFDS leaves empty temp folders behind
+    monkeypatch.setattr("tfqa.data._download_reachable", lambda: True)  # the mock needs no download
     tf = pytest.importorskip("tensorflow")
     tfds = pytest.importorskip("tensorflow_datasets")
     calls = []
@@ -453,8 +454,15 @@ def test_tfds_failure_becomes_data_error(monkeypatch):
         raise tfds.core.DatasetNotFoundError(f"cannot download {name}")
 
     monkeypatch.setattr(tfds, "load", offline_load)
+    monkeypatch.setattr("tfqa.data._download_reachable", lambda: True)
     with pytest.raises(DataError) as info:
         read_squad("squad/v2.0:train")
     message = str(info.value)
     assert "squad/v2.0:train" in message and "could not be loaded or downloaded" in message
     assert "local SQuAD JSON file" in message
+
+
+def test_tfds_offline_fails_fast_without_retrying(monkeypatch):
+    monkeypatch.setattr("tfqa.data._download_reachable", lambda: False)
+    with pytest.raises(DataError, match="cannot be reached - no network"):
+        read_squad("squad/v1.1")

@@ -150,6 +150,20 @@ def _read_json_file(path: Path, name: str) -> Any:
         raise DataError(f"{name}: cannot read file: {e.strerror or e}") from e
 
 
+SQUAD_DOWNLOAD_HOST = "rajpurkar.github.io"  # where the TFDS squad builder downloads from
+
+
+def _download_reachable(timeout: float = 5.0) -> bool:
+    """Whether the SQuAD download site answers; checked first because TFDS retries for minutes offline."""
+    import socket
+
+    try:
+        socket.create_connection((SQUAD_DOWNLOAD_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _load_tfds(name: str, split: str) -> dict:
     """Loads a TFDS SQuAD split and rebuilds it as an official-format JSON object.
 
@@ -160,6 +174,10 @@ def _load_tfds(name: str, split: str) -> dict:
     try:
         import tensorflow_datasets as tfds  # lazy: TensorFlow is slow to import and not needed for files
 
+        if not tfds.builder(name).is_prepared() and not _download_reachable():
+            raise DataError(f"{source}: TFDS has not prepared this dataset yet and its download site "
+                            f"({SQUAD_DOWNLOAD_HOST}) cannot be reached - no network? Pass the path of a local "
+                            "SQuAD JSON file instead")
         records = tfds.as_numpy(tfds.load(name, split=split))
         articles: list[dict] = []
         for rec in records:
@@ -180,6 +198,8 @@ def _load_tfds(name: str, split: str) -> dict:
             if not paragraphs or paragraphs[-1]["context"] != context:
                 paragraphs.append({"context": context, "qas": []})
             paragraphs[-1]["qas"].append(qa)
+    except DataError:
+        raise
     except Exception as e:  # DatasetNotFoundError, download failures, tf.errors...: all mean "not available"
         raise DataError(
             f"{source}: the TFDS dataset could not be loaded or downloaded ({type(e).__name__}: {e}); "

@@ -1,9 +1,8 @@
 """A synthetic SQuAD-format corpus for the offline smoke preset and the tests.
 
-Each paragraph states facts about made-up people ("the color of talvek is
-teal ."), padded with filler sentences so that most contexts need more than one
+Each paragraph states facts about made-up people ("talvek has color teal ."), padded with filler sentences so that most contexts need more than one
 window at the smoke preset's sequence length. Questions ask for one fact
-("what is the color of talvek ?"); SQuAD 2.0-style unanswerable questions ask
+("what color does talvek have ?"); SQuAD 2.0-style unanswerable questions ask
 for an attribute the paragraph does not mention. Train and held-out dev data use
 disjoint people, so the dev score measures reading, not memorising.
 """
@@ -49,17 +48,17 @@ def _paragraph(rng, people, p_id, unanswerable_rate):
     # other two. Filler makes most contexts longer than one smoke window.
     attrs = rng.sample(sorted(ATTRIBUTES), 4)
     facts = [(person, attr, rng.choice(ATTRIBUTES[attr])) for person, attr in zip(people, attrs)]
-    sentences = [f"the {a} of {p} is {v} ." for p, a, v in facts] + rng.sample(FILLER, 7)
+    sentences = [f"{p} has {a} {v} ." for p, a, v in facts] + rng.sample(FILLER, 7)
     rng.shuffle(sentences)
     context = " ".join(sentences)
     qas = []
     for n, (person, attr, value) in enumerate(facts):
-        start = context.index(f"the {attr} of {person} is {value} .") + len(f"the {attr} of {person} is ")
-        qas.append({"id": f"{p_id}-{n}", "question": f"what is the {attr} of {person} ?",
+        start = context.index(f"{person} has {attr} {value} .") + len(f"{person} has {attr} ")
+        qas.append({"id": f"{p_id}-{n}", "question": f"what {attr} does {person} have ?",
                     "answers": [{"text": value, "answer_start": start}], "is_impossible": False})
     if rng.random() < unanswerable_rate:
         missing = rng.choice([a for a in sorted(ATTRIBUTES) if a not in attrs])
-        qas.append({"id": f"{p_id}-x", "question": f"what is the {missing} of {rng.choice(people)} ?",
+        qas.append({"id": f"{p_id}-x", "question": f"what {missing} does {rng.choice(people)} have ?",
                     "answers": [], "is_impossible": True})
     return {"context": context, "qas": qas}
 
