@@ -93,8 +93,8 @@ def cmd_check(args) -> int:
     return 0
 
 
-SMOKE_DEFAULTS = dict(output_dir="runs/smoke", version_2_with_negative=True, max_seq_length=128, doc_stride=32,
-                      max_query_length=16, per_replica_batch_size=16, learning_rate=1e-3, num_train_epochs=20.0,
+SMOKE_DEFAULTS = dict(output_dir="runs/smoke", version_2_with_negative=True, max_seq_length=64, doc_stride=24,
+                      max_query_length=16, per_replica_batch_size=32, learning_rate=1e-3, num_train_epochs=4.0,
                       warmup_ratio=0.1, eval_batch_size=128, logging_steps=10)
 
 
