@@ -147,7 +147,7 @@ def train_main(argv: list[str] | None = None) -> int:
           f"Next: python -m tfqa evaluate {config.predict_file} {out}/predictions.json"
           + (f" --na-prob-file {out}/null_odds.json" if config.version_2_with_negative else "")
           + f"\n      python -m tfqa predict --model {out} --data FILE --output DIR\n"
-          f"      tensorboard --logdir {out}/logs", file=sys.stderr)
+          f"      tensorboard --logdir {out}/logs")
     return 0
 
 

@@ -18,13 +18,31 @@ class ModelLoadError(RuntimeError):
     """The checkpoint could not be loaded (offline, wrong path, unsupported files)."""
 
 
-def load_qa_model(name_or_path: str):
-    """(model, tokenizer) from a hub name or a local checkpoint directory."""
-    from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
+HUB_HOST = "huggingface.co"
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    import socket
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
-        model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path)
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_qa_model(name_or_path: str):
+    """(model, tokenizer) from a hub name or a local checkpoint directory.
+
+    When the hub cannot be reached, only the local Hugging Face cache is tried:
+    otherwise the hub client retries for about a minute before giving up.
+    """
+    from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
+
+    local_only = not os.path.isdir(name_or_path) and not _hub_reachable()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, local_files_only=local_only)
+        model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, local_files_only=local_only)
     except (OSError, ValueError) as e:
         offline = not os.path.isdir(name_or_path)
         hint = (f"could not download '{name_or_path}' from the Hugging Face hub (is there a network?); "

@@ -1,0 +1,41 @@
+"""The README's first command: the offline smoke preset, run exactly as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from tfqa.files import write_json_atomic
+from tfqa.synthetic import synthetic_squad
+
+
+@pytest.mark.slow
+def test_smoke_preset_trains_to_em_90_and_saves(tmp_path):
+    out = tmp_path / "smoke"
+    proc = subprocess.run([sys.executable, "train_keras.py", "--preset", "smoke", "--output_dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "CI": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["exact"] >= 90 and results["HasAns_total"] > 0 and results["NoAns_total"] > 0, results
+    assert [e["epoch"] for e in results["epochs"]] == [1, 2, 3, 4]
+    for name in ("tf_model.h5", "config.json", "vocab.txt", "predictions.json", "null_odds.json"):
+        assert (out / name).exists(), name
+    assert f"Outputs in {out}" in proc.stdout and "Next:" in proc.stdout
+    # The corpus needs doc stride: on average a question spans several windows.
+    assert "1348 questions, 4043 windows" in proc.stderr
+
+
+def test_default_run_offline_explains_and_exits_2(tmp_path):
+    train = write_json_atomic(tmp_path / "train.json", synthetic_squad(2, seed=1))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}  # an empty cache, no hub
+    proc = subprocess.run([sys.executable, "train_keras.py", "--train_file", str(train), "--predict_file", str(train),
+                           "--output_dir", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "distilbert-base-uncased" in proc.stderr and "--model_name_or_path" in proc.stderr
+    assert "python train_keras.py --preset smoke" in proc.stderr
