@@ -93,7 +93,7 @@ def step_losses(strategy, features, steps=6):
 
     config = TrainConfig(**{**SMALL, "learning_rate": 3e-4})
     with strategy.scope():
-        model = tiny_distilbert(200, 64, dim=16, n_layers=2, n_heads=2, seed=0)
+        model = tiny_distilbert(200, 64, dim=16, n_layers=2, n_heads=2, seed=0, initializer_range=0.02)
         model.compile(optimizer=make_optimizer(config, steps))
     losses = []
     model.fit(train_dataset(features, 8, seed=0, input_names=input_names(model)), epochs=steps, steps_per_epoch=1, verbose=0,
@@ -128,13 +128,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
     while not (out / "checkpoints" / "epoch-01.h5").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert (out / "checkpoints" / "epoch-01.h5").exists()
-    assert not (out / "tf_model.h5").exists()  # it really was cut off before the end
+    first_log = proc.communicate()[0]
+    assert (out / "checkpoints" / "epoch-01.h5").exists(), first_log[-3000:]
+    assert not (out / "tf_model.h5").exists(), first_log[-3000:]  # it really was cut off before the end
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     log = again.stdout + again.stderr
-    assert "Epoch 1/3" not in log and "Epoch 2/3" in log and "Epoch 3/3" in log
+    assert "Epoch 1/3" not in log and "Epoch 2/3" in log and "Epoch 3/3" in log, (first_log[-2000:], log[-2000:])
     assert (out / "tf_model.h5").exists()
 
 

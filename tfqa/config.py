@@ -51,8 +51,8 @@ class TrainConfig:
     max_answer_length: int = _flag(30, "longest answer in tokens")
     null_score_diff_threshold: float = _flag(0.0, "SQuAD 2.0: answer '' when null score − best span exceeds this")
     jit_compile: bool = _flag(False, "compile the train step with XLA")
-    mixed_precision: bool = _flag(False, "mixed_float16 compute (GPUs)")
-    cache_dir: str = _flag("", "reuse tokenized features cached here (keyed by data, tokenizer and settings)")
+    cache_dir: str = _flag("", "keep tokenized features here as TFRecord files and reuse them "
+                            "(keyed by a hash of data, tokenizer and settings)")
     logging_steps: int = _flag(50, "log the training loss to TensorBoard every N steps")
 
     def validate(self) -> list[str]:

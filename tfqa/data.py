@@ -153,15 +153,19 @@ def _read_json_file(path: Path, name: str) -> Any:
 SQUAD_DOWNLOAD_HOST = "rajpurkar.github.io"  # where the TFDS squad builder downloads from
 
 
-def _download_reachable(timeout: float = 5.0) -> bool:
-    """Whether the SQuAD download site answers; checked first because TFDS retries for minutes offline."""
+def host_reachable(host: str, timeout: float = 5.0) -> bool:
+    """Whether `host` accepts an HTTPS connection: download clients retry for minutes when offline."""
     import socket
 
     try:
-        socket.create_connection((SQUAD_DOWNLOAD_HOST, 443), timeout=timeout).close()
+        socket.create_connection((host, 443), timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def _download_reachable() -> bool:
+    return host_reachable(SQUAD_DOWNLOAD_HOST)
 
 
 def _load_tfds(name: str, split: str) -> dict:

@@ -21,16 +21,6 @@ class ModelLoadError(RuntimeError):
 HUB_HOST = "huggingface.co"
 
 
-def _hub_reachable(timeout: float = 5.0) -> bool:
-    import socket
-
-    try:
-        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def load_qa_model(name_or_path: str):
     """(model, tokenizer) from a hub name or a local checkpoint directory.
 
@@ -39,7 +29,9 @@ def load_qa_model(name_or_path: str):
     """
     from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
 
-    local_only = not os.path.isdir(name_or_path) and not _hub_reachable()
+    from tfqa.data import host_reachable
+
+    local_only = not os.path.isdir(name_or_path) and not host_reachable(HUB_HOST)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, local_files_only=local_only)
         model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, local_files_only=local_only)

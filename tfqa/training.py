@@ -96,7 +96,7 @@ class StopOnNaN(tf.keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingError(f"the training loss became {loss} at step {batch + 1}; lower --learning_rate, "
-                                "check the data, or disable --mixed_precision")
+                                "or check the data")
 
 
 def load_examples(source: str, limit: int):
@@ -117,6 +117,41 @@ def build_model_and_tokenizer(config: TrainConfig, texts):
     return load_qa_model(config.model_name_or_path)
 
 
+def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, callbacks=(),
+        verbose: int | None = None) -> tf.keras.callbacks.History:
+    """Compiles `model` with the AdamW schedule and fits it on `features` for `config.num_train_epochs`.
+
+    The global batch is `per_replica_batch_size` × replicas; a fractional epoch
+    count trains that fraction of the data in the last epoch. `jit_compile`
+    drops the last partial batch so that XLA sees one shape and compiles once.
+    """
+    global_batch = config.per_replica_batch_size * strategy.num_replicas_in_sync
+    steps_per_pass = max(1, math.ceil(len(features) / global_batch))
+    total_steps = max(1, round(config.num_train_epochs * steps_per_pass))
+    epochs = max(1, math.ceil(config.num_train_epochs))
+    with strategy.scope():
+        model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
+    if verbose is None:
+        verbose = 2 if os.environ.get("CI") else 1
+    dataset = train_dataset(features, global_batch, config.seed, drop_remainder=config.jit_compile,
+                            input_names=input_names(model))
+    return model.fit(dataset, epochs=epochs, steps_per_epoch=math.ceil(total_steps / epochs),
+                     callbacks=list(callbacks), verbose=verbose)
+
+
+def make_features(examples, tokenizer, config: TrainConfig, purpose: str):
+    """Features for `examples` with the config's window settings, through the cache when one is set."""
+    settings = dict(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
+                    max_query_length=config.max_query_length)
+    if not config.cache_dir:
+        return prepare_features(examples, tokenizer, **settings)
+    from tfqa.cache import cached_features
+
+    features, reused = cached_features(examples, tokenizer, config.cache_dir, **settings)
+    print(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}", file=sys.stderr)
+    return features
+
+
 def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains and/or evaluates as configured; writes everything into `config.output_dir`.
 
@@ -127,8 +162,6 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
     out.mkdir(parents=True, exist_ok=True)
     strategy = strategy or make_strategy()
     tf.keras.utils.set_random_seed(config.seed)
-    settings = dict(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
-                    max_query_length=config.max_query_length)
 
     train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
     eval_examples = load_examples(config.predict_file, config.max_eval_samples) if config.evaluate else []
@@ -141,17 +174,11 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
         model, tokenizer = build_model_and_tokenizer(config, texts)
     replicas = strategy.num_replicas_in_sync
     eval_batch = config.eval_batch_size * replicas
-    eval_features = prepare_features(eval_examples, tokenizer, **settings) if eval_examples else None
+    eval_features = make_features(eval_examples, tokenizer, config, "evaluation") if eval_examples else None
 
     history = []
     if train_examples:
-        features = prepare_features(train_examples, tokenizer, **settings)
-        global_batch = config.per_replica_batch_size * replicas
-        steps_per_pass = max(1, math.ceil(len(features) / global_batch))
-        total_steps = max(1, round(config.num_train_epochs * steps_per_pass))
-        epochs = max(1, math.ceil(config.num_train_epochs))
-        with strategy.scope():
-            model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
+        features = make_features(train_examples, tokenizer, config, "training")
         callbacks = [
             StopOnNaN(),
             tf.keras.callbacks.BackupAndRestore(str(out / "backup")),  # a restarted run resumes here
@@ -164,11 +191,8 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
             evaluator = EvaluateEachEpoch(eval_features, eval_examples, config, eval_batch)
             callbacks.insert(1, evaluator)
         print(f"training: {len(train_examples)} questions, {len(features)} windows, {replicas} replica(s), "
-              f"global batch {global_batch}, {total_steps} steps", file=sys.stderr)
-        model.fit(train_dataset(features, global_batch, config.seed, drop_remainder=config.jit_compile,
-                                input_names=input_names(model)),
-                  epochs=epochs, steps_per_epoch=math.ceil(total_steps / epochs), callbacks=callbacks,
-                  verbose=2 if os.environ.get("CI") else 1)
+              f"global batch {config.per_replica_batch_size * replicas}", file=sys.stderr)
+        fit(model, features, config, strategy, callbacks)
         history = evaluator.history if evaluator else []
 
     model.save_pretrained(str(out))
