@@ -3,7 +3,7 @@
     python -m bench.minilm_finetune [--train-questions 600] [--eval-questions 300] [--epochs 2]
 
 Splits the official SQuAD v1.1 dev set by article (training questions from the
-first articles, held-out questions from the last ones, so no article is shared),
+first half of the articles, held-out questions from the second half),
 scores the checkpoint with its freshly initialised QA head, fine-tunes it with
 `tfqa.training.train_and_evaluate` and scores it again on the same held-out
 questions. The checkpoint ships as PyTorch safetensors, so this also checks
@@ -24,30 +24,28 @@ from tfqa.files import open_text, write_json_atomic
 
 
 def split_by_article(squad: dict, train_questions: int, eval_questions: int) -> tuple[dict, dict]:
-    """(train, held-out) SQuAD dicts: paragraphs from the first articles and from the last ones.
+    """(train, held-out) SQuAD dicts from the first and the second half of the articles.
 
-    No article contributes to both sides, so no passage is shared; the last
-    article taken on each side is cut at a paragraph boundary once enough
-    questions are in.
+    No article contributes to both sides, so no passage or topic is shared.
+    Each side takes paragraphs round-robin over its articles (every article's
+    first paragraph, then every second one, ...) until it has enough questions,
+    so a few hundred questions still cover many topics.
     """
     def take(articles, wanted):
-        chosen, count = [], 0
-        for article in articles:
-            paragraphs = []
-            for paragraph in article["paragraphs"]:
-                if count >= wanted:
-                    break
-                paragraphs.append(paragraph)
-                count += len(paragraph["qas"])
-            if not paragraphs:
-                break
-            chosen.append({**article, "paragraphs": paragraphs})
-        return chosen
+        chosen = [{**article, "paragraphs": []} for article in articles]
+        count, depth = 0, 0
+        while count < wanted and any(depth < len(a["paragraphs"]) for a in articles):
+            for article, out in zip(articles, chosen):
+                if count < wanted and depth < len(article["paragraphs"]):
+                    out["paragraphs"].append(article["paragraphs"][depth])
+                    count += len(article["paragraphs"][depth]["qas"])
+            depth += 1
+        return [a for a in chosen if a["paragraphs"]]
 
     articles = squad["data"]
-    train = take(articles, train_questions)
-    held_out = take(reversed(articles[len(train):]), eval_questions)
-    return ({"version": squad["version"], "data": train}, {"version": squad["version"], "data": held_out})
+    half = len(articles) // 2
+    return ({"version": squad["version"], "data": take(articles[:half], train_questions)},
+            {"version": squad["version"], "data": take(articles[half:], eval_questions)})
 
 
 def finetune_vs_untrained(model_dir: str, workdir: Path, train_questions: int = 600, eval_questions: int = 300,

