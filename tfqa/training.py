@@ -116,7 +116,19 @@ def build_model_and_tokenizer(config: TrainConfig, texts):
         from tfqa.modeling import tiny_distilbert
         from tfqa.vocab import train_wordpiece
 
-        tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
+        from tfqa.vocab import tokenizer_from_vocab
+
+        # WordPiece training is not reproducible token for token across processes, so the vocab of
+        # the first run is kept: a resumed run must rebuild exactly the model its backup holds.
+        vocab = Path(config.output_dir) / "smoke_vocab.txt"
+        if vocab.exists():
+            tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
+        else:
+            tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
+            tmp = vocab.with_name(vocab.name + ".tmp")
+            tmp.write_text("".join(f"{t}\n" for t, _ in sorted(tokenizer.vocab.items(), key=lambda kv: kv[1])),
+                           encoding="utf-8")
+            os.replace(tmp, vocab)
         return tiny_distilbert(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
     from tfqa.modeling import load_qa_model
 
