@@ -1,4 +1,4 @@
-"""Small file helpers shared by the CLI: atomic JSON writes and JSON/.gz reads.
+"""Small file helpers: atomic text/JSON writes and JSON/.gz reads.
 
 Library functions return data; only command-line entry points write files, and
 they write through `write_json_atomic` so an interrupted run never leaves a
@@ -23,8 +23,8 @@ def open_text(path: str | os.PathLike):
     return open(path, "r", encoding="utf-8")
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
-    """Writes `obj` as JSON to `path` via a temporary file in the same folder and a rename.
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes `text` (UTF-8) to `path` via a temporary file in the same folder and a rename.
 
     The rename is atomic on POSIX, so readers see either the old file or the
     complete new one, never a partial write.
@@ -34,8 +34,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=indent)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -44,3 +43,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+    """Writes `obj` as JSON to `path` atomically (see `write_text_atomic`)."""
+    return write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")

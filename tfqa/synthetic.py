@@ -1,7 +1,8 @@
 """A synthetic SQuAD-format corpus for the offline smoke preset and the tests.
 
 Each paragraph states facts about made-up people ("talvek was born in oslo ."),
-padded with filler sentences so that contexts need more than one window at the smoke preset's sequence length. Questions ask for one fact
+padded with filler sentences so that contexts need more than one window at
+the smoke preset's sequence length. Questions ask for one fact
 ("in which city was talvek born ?"); SQuAD 2.0-style unanswerable questions ask
 for an attribute the paragraph does not mention. Train and held-out dev data
 share the cast of people but every paragraph draws its facts afresh, so knowing

@@ -114,9 +114,7 @@ def build_model_and_tokenizer(config: TrainConfig, texts):
     """The checkpoint named by the config, or for the smoke preset a tiny model with a vocab from `texts`."""
     if config.preset == "smoke":
         from tfqa.modeling import tiny_distilbert
-        from tfqa.vocab import train_wordpiece
-
-        from tfqa.vocab import tokenizer_from_vocab
+        from tfqa.vocab import tokenizer_from_vocab, train_wordpiece, write_vocab
 
         # WordPiece training is not reproducible token for token across processes, so the vocab of
         # the first run is kept: a resumed run must rebuild exactly the model its backup holds.
@@ -125,10 +123,7 @@ def build_model_and_tokenizer(config: TrainConfig, texts):
             tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
         else:
             tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
-            tmp = vocab.with_name(vocab.name + ".tmp")
-            tmp.write_text("".join(f"{t}\n" for t, _ in sorted(tokenizer.vocab.items(), key=lambda kv: kv[1])),
-                           encoding="utf-8")
-            os.replace(tmp, vocab)
+            write_vocab(sorted(tokenizer.vocab, key=tokenizer.vocab.get), vocab)
         return tiny_distilbert(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
     from tfqa.modeling import load_qa_model
 

@@ -39,8 +39,8 @@ def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True, token_t
 
 
 def write_vocab(tokens: Iterable[str], path: str | Path) -> Path:
-    """Writes a vocab file with the special tokens first, as BERT expects."""
-    path = Path(path)
+    """Writes a vocab file (atomically) with the special tokens first, as BERT expects."""
+    from tfqa.files import write_text_atomic
+
     words = list(SPECIAL_TOKENS) + [t for t in tokens if t not in SPECIAL_TOKENS]
-    path.write_text("\n".join(words) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, "\n".join(words) + "\n")
