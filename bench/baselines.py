@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfqa.decoding import mask_padding
+
 
 def standard_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64):
     """Returns a dict of NumPy arrays: input_ids, attention_mask, [token_type_ids],
@@ -71,6 +73,7 @@ def loop_decode(examples, features, start_logits, end_logits, n_best_size=20, ma
     per valid (start, end) pair of every window, one sort per example, then a
     NumPy softmax per example; plus run_squad.py's deduplication of texts.
     """
+    start_logits, end_logits = mask_padding(features, start_logits), mask_padding(features, end_logits)
     by_example = {}
     for f, ex_i in enumerate(features.example_index):
         by_example.setdefault(int(ex_i), []).append(f)

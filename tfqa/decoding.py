@@ -2,6 +2,9 @@
 
 The rules are the ones of google-research/bert's `run_squad.py`:
 - per window, the top `n_best_size` start and end indexes form candidate spans;
+  padding positions never rank (their logits are meaningless, and excluding
+  them makes the answers independent of how wide the batch was padded — the
+  exported model pads each batch only to its longest window);
 - a span is kept when both ends are context tokens, end ≥ start, it is at most
   `max_answer_length` tokens long, it covers at least one character, and its
   start token sits in its max-context window (see `tfqa.features`);
@@ -86,6 +89,7 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
     if start_logits.shape != features.input_ids.shape or end_logits.shape != features.input_ids.shape:
         raise ValueError(f"logits of shape {start_logits.shape}/{end_logits.shape} do not match "
                          f"the features' {features.input_ids.shape}")
+    start_logits, end_logits = mask_padding(features, start_logits), mask_padding(features, end_logits)
     if np.any(np.diff(features.example_index) < 0):  # group each example's windows, keeping their order
         order = np.argsort(features.example_index, kind="stable")
         features, start_logits, end_logits = features.select(order), start_logits[order], end_logits[order]
@@ -126,6 +130,11 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
         return _nbest_lists(examples, ranked, bounds, nulls, n_best_size)
 
     return predictions, NBest(build), null_odds
+
+
+def mask_padding(features, logits: np.ndarray) -> np.ndarray:
+    """`logits` with padding positions set to -inf, so that they never rank among the top ones."""
+    return np.where(features.attention_mask.astype(bool), logits, -np.inf).astype(logits.dtype, copy=False)
 
 
 def _null_logits(features, start_logits, end_logits, num_examples) -> np.ndarray:

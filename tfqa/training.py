@@ -218,7 +218,15 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
         results = squad_metrics(eval_examples, predictions, na_probs=null_odds or None)
         write_prediction_files(out, predictions, nbest, null_odds)
         write_json_atomic(out / "eval_results.json", {**results, "epochs": history})
-    return {**results, "epochs": history}
+    extra = {}
+    if train_examples and config.export_base:
+        from tfqa.export import export_model, serving_config_from
+
+        exported = export_model(model, tokenizer, serving_config_from(config), config.export_base)
+        print(f"exported version {exported.version} to {exported.path}"
+              + (f" ({exported.note})" if exported.note else ""), file=sys.stderr)
+        extra["export"] = str(exported.path)
+    return {**results, "epochs": history, **extra}
 
 
 def write_prediction_files(out: Path, predictions, nbest, null_odds) -> None:
