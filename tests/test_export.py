@@ -99,6 +99,24 @@ def test_raw_text_answers_equal_the_python_pipeline(exported, tiny_model, wordpi
         assert (e.context[s:t] == a) if a else (s, t) == (-1, -1)
 
 
+def test_candidates_are_the_best_spans_best_first(exported, tiny_model, wordpiece_tokenizer):
+    examples = tiny_examples()
+    _, nbest, _ = python_answers(tiny_model, wordpiece_tokenizer, examples, CONFIG)
+    loaded = tf.saved_model.load(str(exported[1].path))
+    out = loaded.signatures["serving_default"](question=tf.constant([e.question for e in examples]),
+                                               context=tf.constant([e.context for e in examples]))
+    answers, scores = out["candidate_answers"].numpy(), out["candidate_scores"].numpy()
+    starts, ends = out["candidate_starts"].numpy(), out["candidate_ends"].numpy()
+    assert answers.shape == (len(examples), CONFIG.num_candidates)
+    for i, e in enumerate(examples):
+        spans = [entry for entry in nbest[e.id] if entry["text"]]  # the Python n-best without the null answer
+        assert answers[i, 0].decode() == spans[0]["text"]
+        assert scores[i, 0] == pytest.approx(spans[0]["start_logit"] + spans[0]["end_logit"], abs=1e-4)
+        assert list(scores[i]) == sorted(scores[i], reverse=True)
+        for text, s, t in zip(answers[i], starts[i], ends[i]):
+            assert e.context[s:t] == text.decode() if s >= 0 else text == b""
+
+
 def test_null_threshold_gives_no_answer_like_the_python_pipeline(tiny_model, wordpiece_tokenizer):
     examples = tiny_examples()
     _, _, null_odds = python_answers(tiny_model, wordpiece_tokenizer, examples, CONFIG)
@@ -136,7 +154,8 @@ def test_keras_endpoint_takes_one_dict(exported):
     loaded = tf.saved_model.load(str(exported[1].path))
     endpoint = getattr(loaded, KERAS_ENDPOINT)
     out = endpoint({"question": tf.constant(["Where was Tesla born?"]), "context": tf.constant([CORPUS[2]])})
-    assert set(out) == {"answer", "score", "answer_start", "answer_end", "null_score_diff"}
+    assert set(out) == {"answer", "score", "answer_start", "answer_end", "null_score_diff", "candidate_answers",
+                        "candidate_scores", "candidate_starts", "candidate_ends"}
 
 
 def test_warmup_requests_are_prediction_logs(exported):

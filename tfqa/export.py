@@ -7,7 +7,10 @@ Signatures (all explicit `tf.TensorSpec`s):
   for a SQuAD 2.0 "no answer"), `answer_start`/`answer_end` (character offsets
   into the context as Python counts them, -1 for no answer), and for SQuAD 2.0
   models `null_score_diff` (null score − best span score; the answer is ""
-  above the exported threshold). See `tfqa.serving` for what runs in the graph.
+  above the exported threshold); plus the best spans, best first, for UIs:
+  `candidate_answers`, `candidate_scores`, `candidate_starts`,
+  `candidate_ends` ([batch, num_candidates]). See `tfqa.serving` for what
+  runs in the graph.
 - `token_ids` — `input_ids`, `attention_mask` (+ `token_type_ids` for models
   that use them), int32 [batch, length] → `start_logits`, `end_logits`. For
   clients that tokenize themselves. Models whose tokenizer is not BERT-style

@@ -42,12 +42,13 @@ class ServingConfig:
     max_answer_length: int = 30
     version_2_with_negative: bool = False
     null_score_diff_threshold: float = 0.0
+    num_candidates: int = 5  # spans listed in the `candidate_*` outputs (for demos and UIs)
 
     def validate(self) -> None:
         """Raises ValueError for settings that cannot produce a window or an answer."""
         FeatureConfig(self.max_seq_length, self.doc_stride, self.max_query_length).validate()
-        if self.n_best_size <= 0 or self.max_answer_length <= 0:
-            raise ValueError(f"n_best_size and max_answer_length must be > 0: {self}")
+        if self.n_best_size <= 0 or self.max_answer_length <= 0 or self.num_candidates <= 0:
+            raise ValueError(f"n_best_size, max_answer_length and num_candidates must be > 0: {self}")
 
 
 def _ragged_constant_rows(values, rows):
@@ -219,4 +220,37 @@ class QAModule(tf.Module):
         out["score"] = tf.cast(score_out, tf.float32)
         out["answer_start"] = char_start
         out["answer_end"] = char_end
+        candidates = (score, tf.reshape(tf.broadcast_to(cs[:, :, tf.newaxis], tf.shape(span)), [n_rows, -1]),
+                      tf.reshape(tf.broadcast_to(ce[:, tf.newaxis, :], tf.shape(span)), [n_rows, -1]))
+        out.update(self._candidates(context, rows["example"], *candidates))
         return out
+
+    def _candidates(self, context, example, score, char_start, char_end) -> dict:
+        """The example's best spans, best first: `candidate_{answers,scores,starts,ends}` [batch, num_candidates].
+
+        Ties keep the candidate order of `_decode`, so the first one is the best
+        span (before any SQuAD 2.0 null decision). A span is listed once: the
+        max-context rule lets each start token count in one window only. Empty
+        slots (fewer valid spans) hold "", -inf→0 score, and -1 offsets.
+        """
+        n_ex = tf.shape(context)[0]
+        k = tf.shape(score)[1]
+
+        def per_example(values, default):  # [rows, k·k] → [batch, windows·k·k]
+            ids = tf.repeat(example, k)
+            flat = tf.RaggedTensor.from_value_rowids(tf.reshape(values, [-1]), ids, nrows=n_ex)
+            return flat.to_tensor(default_value=default)
+
+        scores = per_example(score, _NEG_INF)
+        m = tf.minimum(self._config.num_candidates, tf.shape(scores)[1])
+        top, index = tf.math.top_k(scores, m)
+        found = top > _NEG_INF
+        start = tf.where(found, tf.gather(per_example(char_start, -1), index, batch_dims=1), -1)
+        end = tf.where(found, tf.gather(per_example(char_end, -1), index, batch_dims=1), -1)
+        texts = tf.strings.substr(tf.broadcast_to(context[:, tf.newaxis], tf.shape(start)), tf.maximum(start, 0),
+                                  tf.maximum(end - start, 0), unit="UTF8_CHAR")
+        pad = [[0, 0], [0, self._config.num_candidates - m]]  # a fixed width whatever the batch holds
+        return {"candidate_answers": tf.pad(tf.where(found, texts, ""), pad),
+                "candidate_scores": tf.pad(tf.cast(tf.where(found, top, 0.0), tf.float32), pad),
+                "candidate_starts": tf.pad(start, pad, constant_values=-1),
+                "candidate_ends": tf.pad(end, pad, constant_values=-1)}
