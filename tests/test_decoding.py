@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import load_real, make_example, tiny_examples
@@ -62,6 +64,24 @@ def test_one_hot_logits_give_the_gold_answers(wordpiece_tokenizer):
                                                        version_2_with_negative=True)
     assert predictions == {e.id: e.answers[0].text if e.answers else "" for e in examples}
     assert set(null_odds) == set(predictions)
+
+
+def test_padding_width_does_not_change_the_answers(wordpiece_tokenizer):
+    """Padding positions never rank: padding wider (with large logits there) gives the same answers."""
+    examples = tiny_examples()
+    features = prepare_features(examples, wordpiece_tokenizer, **SMALL)
+    start, end = random_logits(features, seed=4)
+    extra = 40
+    wide = dataclasses.replace(features, **{
+        name: np.pad(getattr(features, name), [(0, 0), (0, extra)] + [(0, 0)] * (getattr(features, name).ndim - 2),
+                     constant_values=value)
+        for name, value in (("input_ids", 0), ("attention_mask", 0), ("token_type_ids", 0), ("offsets", -1),
+                            ("token_is_max_context", False))})
+    noise = np.full((len(features), extra), 50.0, np.float32)  # would top every row if padding ranked
+    narrow = decode_predictions(examples, features, start, end, n_best_size=5, version_2_with_negative=True)
+    padded = decode_predictions(examples, wide, np.hstack([start, noise]), np.hstack([end, noise]), n_best_size=5,
+                                version_2_with_negative=True)
+    assert narrow[0] == padded[0] and narrow[2] == padded[2] and dict(narrow[1]) == dict(padded[1])
 
 
 @pytest.mark.parametrize("v2", [False, True])
