@@ -23,7 +23,8 @@ def test_smoke_preset_trains_to_em_90_and_saves(tmp_path):
     results = json.loads((out / "eval_results.json").read_text())
     assert results["exact"] >= 90 and results["HasAns_total"] > 0 and results["NoAns_total"] > 0, results
     assert [e["epoch"] for e in results["epochs"]] == [1, 2, 3, 4]
-    for name in ("tf_model.h5", "config.json", "vocab.txt", "predictions.json", "null_odds.json"):
+    for name in ("tf_model.h5", "config.json", "vocab.txt", "predictions.json", "null_odds.json", "history.json",
+                 "training.png"):
         assert (out / name).exists(), name
     assert f"Outputs in {out}" in proc.stdout and "Next:" in proc.stdout
     # The corpus needs doc stride: on average a question spans several windows.

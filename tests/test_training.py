@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +53,49 @@ def test_run_writes_everything(trained):
     assert [e["epoch"] for e in results["epochs"]] == [1, 2] and "exact" in results
     saved = json.load(open(os.path.join(out, "eval_results.json")))
     assert saved["exact"] == results["exact"]
+
+
+def test_run_draws_its_plot_and_keeps_every_steps_loss(trained):
+    from test_report import png_size
+
+    config, results = trained
+    out = config.output_dir
+    assert png_size(Path(out, "training.png")) == (1100, 400)  # loss per step | dev EM/F1 per epoch
+    assert 10_000 < os.path.getsize(os.path.join(out, "training.png")) < 200_000
+    history = json.load(open(os.path.join(out, "history.json")))
+    from tfqa import load_squad
+
+    assert history["train_questions"] == len(load_squad(config.train_file))
+    assert history["eval_questions"] == len(load_squad(config.predict_file)) == results["total"]
+    steps = history["steps_per_epoch"]
+    assert steps == math.ceil(history["train_windows"] / 8) and history["epochs_planned"] == 2
+    assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [(1, steps), (2, steps)]
+    for record, evaluated in zip(history["epochs"], results["epochs"]):
+        # The recovered step losses average to the epoch's loss; the dev metrics are the evaluator's.
+        assert np.mean(record["step_losses"]) == pytest.approx(record["loss"], rel=1e-4)
+        assert record["f1"] == evaluated["f1"] and "HasAns_f1" in record
+    assert history["export"] == results["export"] and history["final"]["f1"] == results["f1"]
+
+
+def test_inspect_reports_the_tiny_run(trained, capsys):
+    from tfqa.cli import main
+
+    config, results = trained
+    best = max(results["epochs"], key=lambda e: (e["f1"], -e["epoch"]))
+    assert main(["inspect", config.output_dir]) == 0
+    text = capsys.readouterr().out
+    assert f"best      epoch {best['epoch']}: F1 {best['f1']:.2f}, EM {best['exact']:.2f}" in text
+    assert f"final     EM {results['exact']:.2f}, F1 {results['f1']:.2f} on {results['total']} questions" in text
+    model = json.load(open(os.path.join(config.output_dir, "config.json")))
+    assert f"hidden size {model['dim']}, {model['n_layers']} layers" in text and "missing" not in text
+    history = json.load(open(os.path.join(config.output_dir, "history.json")))
+    assert f"train {config.train_file}: {history['train_questions']} questions" in text and "SQuAD 2.0" in text
+    assert f"export    {Path(results['export']).parent}: version 1 (newest: {results['export']})" in text
+    assert f"plot      {os.path.join(config.output_dir, 'training.png')}" in text
+    assert main(["inspect", config.output_dir, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["best_epoch"]["epoch"] == best["epoch"] and report["export"]["newest"] == results["export"]
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2] and report["model"]["model_type"] == "distilbert"
 
 
 def test_training_ends_with_an_export_that_serves_its_answers(trained):
@@ -155,6 +200,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
     log = again.stdout + again.stderr
     assert "Epoch 1/3" not in log and "Epoch 2/3" in log and "Epoch 3/3" in log, (first_log[-2000:], log[-2000:])
     assert (out / "tf_model.h5").exists()
+    # The history and the plot continue the first attempt's: every epoch once, all its steps.
+    history = json.loads((out / "history.json").read_text())
+    assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [
+        (epoch, history["steps_per_epoch"]) for epoch in (1, 2, 3)]
+    assert (out / "training.png").stat().st_size > 10_000
 
 
 def test_help_lists_every_flag_with_its_default():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tfqa.data import MISALIGNED_POLICIES, DataError, read_squad
 from tfqa.files import open_text, write_json_atomic
+from tfqa.progress import Progress
 
 
 class CliError(Exception):
@@ -93,6 +94,21 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    """Reports on a training run from the files in its output directory."""
+    from tfqa.report import RunDirError, format_report, redraw_plot, run_report
+
+    try:
+        run_report(args.output_dir)  # is it a run at all?
+        if args.plot:
+            print(f"drew {redraw_plot(args.output_dir)}", file=sys.stderr)
+        report = run_report(args.output_dir)
+    except RunDirError as e:
+        raise CliError(str(e)) from None
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
 SMOKE_DEFAULTS = dict(output_dir="runs/smoke", version_2_with_negative=True, max_seq_length=64, doc_stride=24,
                       max_query_length=16, per_replica_batch_size=32, learning_rate=1e-3, num_train_epochs=4.0,
                       warmup_ratio=0.1, eval_batch_size=128, logging_steps=10)
@@ -124,7 +140,8 @@ def train_main(argv: list[str] | None = None) -> int:
             print(f"train_keras.py: error: {problem}", file=sys.stderr)
         return 2
     from tfqa.modeling import ModelLoadError
-    from tfqa.training import TrainingError, train_and_evaluate
+    from tfqa.callbacks import TrainingError
+    from tfqa.training import train_and_evaluate
 
     try:
         results = train_and_evaluate(config)
@@ -143,8 +160,10 @@ def train_main(argv: list[str] | None = None) -> int:
     print(json.dumps(metrics))
     out = config.output_dir
     print(f"\nDone. Outputs in {out}/: the model and tokenizer (save_pretrained), predictions.json, "
-          f"nbest_predictions.json, eval_results.json, checkpoints/, logs/ (TensorBoard).\n"
-          f"Next: python -m tfqa evaluate {config.predict_file} {out}/predictions.json"
+          f"nbest_predictions.json, eval_results.json, history.json and training.png (loss per step, dev EM/F1 "
+          f"per epoch), checkpoints/, logs/ (TensorBoard).\n"
+          f"Next: python -m tfqa inspect {out}\n"
+          f"      python -m tfqa evaluate {config.predict_file} {out}/predictions.json"
           + (f" --na-prob-file {out}/null_odds.json" if config.version_2_with_negative else "")
           + f"\n      python -m tfqa predict --model {out} --data FILE --output DIR\n"
           + (f"      python -m tfqa serve --model {config.export_base}   (the SavedModel: {results['export']})\n"
@@ -169,9 +188,8 @@ def _prepare_smoke_data(config):
 
 def cmd_predict(args) -> int:
     """Runs a saved model over a SQuAD-format file and writes the prediction files."""
-    from tfqa.features import prepare_features
     from tfqa.modeling import ModelLoadError, load_qa_model
-    from tfqa.training import load_settings, predict_answers, write_prediction_files
+    from tfqa.training import load_settings, make_features, predict_answers, write_prediction_files
 
     config = load_settings(args.model)
     examples, report = read_squad(args.data, misaligned=args.misaligned)
@@ -181,8 +199,7 @@ def cmd_predict(args) -> int:
         model, tokenizer = load_qa_model(args.model)
     except ModelLoadError as e:
         raise CliError(str(e)) from None
-    features = prepare_features(examples, tokenizer, max_seq_length=config.max_seq_length,
-                                doc_stride=config.doc_stride, max_query_length=config.max_query_length)
+    features = make_features(examples, tokenizer, dataclasses.replace(config, cache_dir=""), "")
     predictions, nbest, null_odds = predict_answers(model, features, examples, config, args.batch_size)
     write_prediction_files(Path(args.output), predictions, nbest, null_odds)
     print(f"{len(predictions)} predictions written to {args.output}/", file=sys.stderr)
@@ -240,14 +257,27 @@ def cmd_export(args) -> int:
 
     if not Path(args.model).is_dir():
         raise CliError(f"{args.model}: no such model directory (expected a folder written by train_keras.py)")
+    progress = Progress(f"exporting {args.model} as a SavedModel into {args.output}")
     try:
         result = export_checkpoint(args.model, args.output)
     except (ExportError, ModelLoadError) as e:
         raise CliError(str(e)) from None
+    progress.done(f": {result.path}")
     signatures = "serving_default (raw text), token_ids" if result.raw_text else "serving_default = token_ids"
     print(f"exported version {result.version}: {result.path} (signatures: {signatures})")
     print(f"Serve it: python -m tfqa serve --model {args.output}   (production: TF Serving, see serve/)",
           file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Serves a one-page web demo: paste a passage, ask a question, see the answer highlighted in it."""
+    from tfqa.demo import DemoError, run_demo
+
+    try:
+        run_demo(model=args.model, server=args.server, host=args.host, port=args.port)
+    except DemoError as e:
+        raise CliError(str(e)) from None
     return 0
 
 
@@ -304,6 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("inspect", help="report on a training run (data, model, settings, metrics per epoch, export)",
+                       description=cmd_inspect.__doc__ + " Data sizes, model, settings, loss and dev EM/F1 per "
+                       "epoch, the best epoch, final metrics, the export's versions and the plot; missing files are "
+                       "named and the rest is still reported.")
+    p.add_argument("output_dir", help="the --output_dir of a train_keras.py run")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--plot", action="store_true",
+                   help="first (re)draw OUTPUT_DIR/training.png from history.json (or eval_results.json)")
+    p.set_defaults(func=cmd_inspect)
+
     p = sub.add_parser("serve", help="serve an exported SavedModel over TensorFlow Serving's REST API (local use)",
                        description=cmd_serve.__doc__ + " Answers GET /v1/models/NAME[/versions/N|/labels/L][/metadata] "
                        "and POST .../NAME[/versions/N|/labels/L]:predict like TF Serving. Production deployments use "
@@ -338,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object per question instead of the answer text")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("demo", help="a web page to ask a model questions about a passage",
+                       description=cmd_demo.__doc__ + " The answers come from an export directory loaded here "
+                       "(--model) or from a running TF Serving / `python -m tfqa serve` (--server).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", default=None, help="export base directory (its newest version is loaded)")
+    source.add_argument("--server", default=None, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

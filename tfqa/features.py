@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -172,30 +172,46 @@ def _max_context_window(num_tokens: int, starts: Sequence[int], window: int) -> 
     return best_window
 
 
-def _encode_unique(tokenizer, texts: Sequence[str], offsets: bool):
+# Texts per tokenizer call: large enough to keep the tokenizer's batch parallelism busy, small enough
+# to report progress on big datasets every few seconds.
+_ENCODE_CHUNK = 16384
+
+
+def _encode_unique(tokenizer, texts: Sequence[str], offsets: bool, progress=None, what: str = "texts"):
     """Tokenizes each distinct text once; returns (index per text, ids list, offsets list)."""
     unique: dict[str, int] = {}
     index = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64, count=len(texts))
-    enc = tokenizer(list(unique), add_special_tokens=False, return_offsets_mapping=offsets,
-                    return_attention_mask=False, return_token_type_ids=False)
-    ids = [np.asarray(x, dtype=np.int32) for x in enc["input_ids"]]
-    offs = [np.asarray(x, dtype=np.int32).reshape(-1, 2) for x in enc["offset_mapping"]] if offsets else None
+    distinct = list(unique)
+    ids: list[np.ndarray] = []
+    offs: list[np.ndarray] | None = [] if offsets else None
+    for begin in range(0, len(distinct), _ENCODE_CHUNK):
+        enc = tokenizer(distinct[begin : begin + _ENCODE_CHUNK], add_special_tokens=False,
+                        return_offsets_mapping=offsets, return_attention_mask=False, return_token_type_ids=False)
+        ids += [np.asarray(x, dtype=np.int32) for x in enc["input_ids"]]
+        if offsets:
+            offs += [np.asarray(x, dtype=np.int32).reshape(-1, 2) for x in enc["offset_mapping"]]
+        if progress is not None:
+            progress(f"{len(ids):,} of {len(distinct):,} {what} tokenized")
     return index, ids, offs
 
 
 def prepare_features(examples, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
-                     max_query_length: int = 64) -> Features:
+                     max_query_length: int = 64, progress: Callable[[str], None] | None = None) -> Features:
     """Tokenizes examples into overlapping windows with labels and decoding bookkeeping.
 
     One call serves training (labels) and evaluation (offsets, max-context flags).
     Questions are left-stripped (leading spaces change BPE tokens) and truncated
     to `max_query_length` tokens; padding follows `tokenizer.padding_side`.
+    `progress`, when given, is called with a short status line now and then
+    (e.g. `tfqa.progress.Progress.update`, which throttles them).
     """
     config = FeatureConfig(max_seq_length, doc_stride, max_query_length)
     config.validate()
     tpl = pair_template(tokenizer)
-    q_index, q_ids, _ = _encode_unique(tokenizer, [e.question.lstrip() for e in examples], offsets=False)
-    c_index, c_ids, c_offs = _encode_unique(tokenizer, [e.context for e in examples], offsets=True)
+    q_index, q_ids, _ = _encode_unique(tokenizer, [e.question.lstrip() for e in examples], offsets=False,
+                                       progress=progress, what="questions")
+    c_index, c_ids, c_offs = _encode_unique(tokenizer, [e.context for e in examples], offsets=True,
+                                            progress=progress, what="contexts")
 
     # Plan every window first so the output arrays are allocated once.
     plan = []  # (example, question tokens, context id, window start, window length)
@@ -224,6 +240,8 @@ def prepare_features(examples, tokenizer, max_seq_length: int = 384, doc_stride:
     cls_index = np.empty(n, dtype=np.int32)
 
     for i, (ex_i, q, c, s, length, w, best) in enumerate(plan):
+        if progress is not None and i % 4096 == 0:
+            progress(f"{i:,} of {n:,} windows")
         parts = (tpl.prefix, q, tpl.middle, c_ids[c][s : s + length], tpl.suffix)
         total = sum(len(p) for p in parts)
         pos = max_seq_length - total if tpl.pad_left else 0

@@ -1,4 +1,4 @@
-"""Small file helpers: atomic text/JSON writes and JSON/.gz reads.
+"""Small file helpers: atomic byte/text/JSON writes and JSON/.gz reads.
 
 Library functions return data; only command-line entry points write files, and
 they write through `write_json_atomic` so an interrupted run never leaves a
@@ -23,8 +23,8 @@ def open_text(path: str | os.PathLike):
     return open(path, "r", encoding="utf-8")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Writes `text` (UTF-8) to `path` via a temporary file in the same folder and a rename.
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` via a temporary file in the same folder and a rename.
 
     The rename is atomic on POSIX, so readers see either the old file or the
     complete new one, never a partial write.
@@ -33,8 +33,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,6 +43,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes `text` (UTF-8) to `path` atomically (see `write_bytes_atomic`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:

@@ -1,14 +1,17 @@
-"""Fine-tuning and evaluation: strategy, optimizer, Keras `fit`, callbacks, outputs.
+"""Fine-tuning and evaluation: strategy, optimizer, Keras `fit`, outputs (callbacks: `tfqa.callbacks`).
 
 `train_and_evaluate(config)` is the whole run behind `train_keras.py`: load the
 data and the checkpoint, fine-tune with AdamW (linear warmup then linear decay,
 no weight decay on LayerNorm and bias, global-norm clipping) under
 `tf.distribute.MirroredStrategy`, evaluate after every epoch, and leave a
-`save_pretrained` model + tokenizer and the prediction files in `output_dir`.
+`save_pretrained` model + tokenizer and the prediction files in `output_dir`,
+with the per-step losses and per-epoch metrics in `history.json` and drawn in
+`training.png` after every epoch (`tfqa.report`, `tfqa.plots`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,6 +24,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfqa.callbacks import PredictProgress, RecordHistory, StopOnNaN  # noqa: E402
 from tfqa.config import TrainConfig  # noqa: E402
 from tfqa.data import load_squad, squad_version  # noqa: E402
 from tfqa.decoding import decode_predictions  # noqa: E402
@@ -28,12 +32,8 @@ from tfqa.features import prepare_features  # noqa: E402
 from tfqa.files import write_json_atomic  # noqa: E402
 from tfqa.metrics import squad_metrics  # noqa: E402
 from tfqa.pipeline import predict_dataset, train_dataset  # noqa: E402
-
-SETTINGS_FILE = "tfqa_config.json"
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (e.g. the loss became NaN); the message says why."""
+from tfqa.progress import Progress  # noqa: E402
+from tfqa.report import RESULTS_FILE, SETTINGS_FILE  # noqa: E402
 
 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
@@ -61,14 +61,27 @@ def make_optimizer(config: TrainConfig, total_steps: int):
     return optimizer
 
 
-def predict_answers(model, features, examples, config: TrainConfig, batch_size: int):
-    """Runs the model over the features and decodes: (predictions, nbest, null_odds)."""
-    outputs = model.predict(predict_dataset(features, batch_size, input_names(model)), verbose=0)
-    return decode_predictions(
+def predict_answers(model, features, examples, config: TrainConfig, batch_size: int,
+                    progress: Progress | None = None):
+    """Runs the model over the features and decodes: (predictions, nbest, null_odds).
+
+    Shows its progress on stderr: through `progress` when given (the caller
+    ends it), else with its own start and end lines.
+    """
+    own = progress is None
+    if own:
+        progress = Progress(f"predicting {len(examples):,} questions ({len(features):,} windows)")
+    batches = math.ceil(len(features) / batch_size)
+    outputs = model.predict(predict_dataset(features, batch_size, input_names(model)), verbose=0,
+                            callbacks=[PredictProgress(progress, batches)])
+    answers = decode_predictions(
         examples, features, np.asarray(outputs["start_logits"]), np.asarray(outputs["end_logits"]),
         n_best_size=config.n_best_size, max_answer_length=config.max_answer_length,
         version_2_with_negative=config.version_2_with_negative,
         null_score_diff_threshold=config.null_score_diff_threshold)
+    if own:
+        progress.done()
+    return answers
 
 
 def input_names(model) -> set[str]:
@@ -85,24 +98,18 @@ class EvaluateEachEpoch(tf.keras.callbacks.Callback):
         self.history: list[dict] = []
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.params.get("verbose") == 1:  # Keras' progress bar (stdout) is mid-line until the epoch's end
+            print(flush=True)
+        progress = Progress(f"epoch {epoch + 1}: evaluating {len(self.examples):,} questions "
+                            f"({len(self.features):,} windows)")
         predictions, _, null_odds = predict_answers(self.model, self.features, self.examples, self.config,
-                                                    self.batch_size)
+                                                    self.batch_size, progress)
         metrics = squad_metrics(self.examples, predictions, na_probs=null_odds or None)
         exact = metrics.get("exact_match", metrics.get("exact"))
         if logs is not None:
             logs["eval_exact"], logs["eval_f1"] = exact, metrics["f1"]
         self.history.append({"epoch": epoch + 1, "loss": (logs or {}).get("loss"), **metrics})
-        print(f"epoch {epoch + 1}: eval EM {exact:.2f} F1 {metrics['f1']:.2f}", file=sys.stderr)
-
-
-class StopOnNaN(tf.keras.callbacks.Callback):
-    """Stops training with a clear error as soon as the loss is NaN or infinite."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingError(f"the training loss became {loss} at step {batch + 1}; lower --learning_rate, "
-                                "or check the data")
+        progress.done(f": eval EM {exact:.2f} F1 {metrics['f1']:.2f}")
 
 
 def load_examples(source: str, limit: int):
@@ -156,12 +163,17 @@ def make_features(examples, tokenizer, config: TrainConfig, purpose: str):
     """Features for `examples` with the config's window settings, through the cache when one is set."""
     settings = dict(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
                     max_query_length=config.max_query_length)
+    what = f"{purpose} questions" if purpose else "questions"
     if not config.cache_dir:
-        return prepare_features(examples, tokenizer, **settings)
-    from tfqa.cache import cached_features
+        progress = Progress(f"tokenizing {len(examples):,} {what}")
+        features = prepare_features(examples, tokenizer, **settings, progress=progress.update)
+    else:
+        from tfqa.cache import cached_features
 
-    features, reused = cached_features(examples, tokenizer, config.cache_dir, **settings)
-    print(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}", file=sys.stderr)
+        progress = Progress(f"preparing the features of {len(examples):,} {what}")
+        features, reused = cached_features(examples, tokenizer, config.cache_dir, **settings)
+        print(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}", file=sys.stderr)
+    progress.done(f" ({len(features):,} windows)")
     return features
 
 
@@ -190,6 +202,7 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
     eval_features = make_features(eval_examples, tokenizer, config, "evaluation") if eval_examples else None
 
     history = []
+    recorder = None
     if train_examples:
         features = make_features(train_examples, tokenizer, config, "training")
         callbacks = [
@@ -203,10 +216,22 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
         if eval_features is not None:
             evaluator = EvaluateEachEpoch(eval_features, eval_examples, config, eval_batch)
             callbacks.insert(1, evaluator)
+        # Before BackupAndRestore: an epoch is in the history before the backup says it is done.
+        recorder = RecordHistory(out, {
+            "config": dataclasses.asdict(config), "train_questions": len(train_examples),
+            "train_windows": len(features), "eval_questions": len(eval_examples),
+            "eval_windows": len(eval_features) if eval_features is not None else 0, "replicas": replicas,
+            "global_batch": config.per_replica_batch_size * replicas}, evaluator)
+        callbacks.insert(2 if evaluator else 1, recorder)
         print(f"training: {len(train_examples)} questions, {len(features)} windows, {replicas} replica(s), "
               f"global batch {config.per_replica_batch_size * replicas}", file=sys.stderr)
-        fit(model, features, config, strategy, callbacks)
-        history = evaluator.history if evaluator else []
+        try:
+            fit(model, features, config, strategy, callbacks)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
+                recorder.stopped()
+            raise
+        history = recorder.epochs()
 
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
@@ -214,18 +239,25 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
 
     results: dict = {}
     if eval_features is not None:
-        predictions, nbest, null_odds = predict_answers(model, eval_features, eval_examples, config, eval_batch)
+        progress = Progress(f"evaluating the final model on {len(eval_examples):,} questions "
+                            f"({len(eval_features):,} windows)")
+        predictions, nbest, null_odds = predict_answers(model, eval_features, eval_examples, config, eval_batch,
+                                                        progress)
         results = squad_metrics(eval_examples, predictions, na_probs=null_odds or None)
+        progress.done()
         write_prediction_files(out, predictions, nbest, null_odds)
-        write_json_atomic(out / "eval_results.json", {**results, "epochs": history})
+        write_json_atomic(out / RESULTS_FILE, {**results, "epochs": history})
     extra = {}
     if train_examples and config.export_base:
         from tfqa.export import export_model, serving_config_from
 
+        progress = Progress(f"exporting the SavedModel to {config.export_base}")
         exported = export_model(model, tokenizer, serving_config_from(config), config.export_base)
-        print(f"exported version {exported.version} to {exported.path}"
-              + (f" ({exported.note})" if exported.note else ""), file=sys.stderr)
+        progress.done(f": version {exported.version}, {exported.path}"
+                      + (f" ({exported.note})" if exported.note else ""))
         extra["export"] = str(exported.path)
+    if recorder is not None:
+        recorder.finish(final=results or None, **extra)
     return {**results, "epochs": history, **extra}
 
 
