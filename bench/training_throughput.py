@@ -12,7 +12,10 @@ at the same batch and sequence length:
   the Hugging Face TF examples train;
 - tfqa: `tfqa.training.fit` — AdamW schedule, tf.data pipeline, the
   distribution strategy tfqa picks on this machine;
-- tfqa + XLA: the same with `jit_compile=True` (fixed shapes).
+- tfqa + XLA: the same with `jit_compile=True` (fixed shapes);
+- tfqa + bf16 / + fp16: the same with `mixed_precision` (float32 logits and
+  loss; fp16 with loss scaling). `--precision-runs` leaves them out when
+  set to 0 (they are slow on CPUs without bf16/fp16 matrix units).
 
 Throughput is sequences/s over the steps after the first `--warmup` ones
 (tracing and compilation excluded), best of `--rounds` alternating rounds.
@@ -32,6 +35,7 @@ import tensorflow as tf  # noqa: E402
 from bench.common import bench_tokenizer, squad_file  # noqa: E402
 from tfqa import load_squad, prepare_features  # noqa: E402
 from tfqa.config import TrainConfig  # noqa: E402
+from tfqa.modeling import float32_logits, precision  # noqa: E402
 from tfqa.training import fit, make_strategy  # noqa: E402
 
 
@@ -75,14 +79,14 @@ def plain_fit(model, features, batch: int, steps: int) -> StepTimer:
     return timer
 
 
-def tfqa_fit(spec, features, batch: int, steps: int, jit_compile: bool) -> StepTimer:
+def tfqa_fit(spec, features, batch: int, steps: int, jit_compile: bool, mixed_precision: str = "no") -> StepTimer:
     subset = features.select(np.arange(steps * batch))
     strategy = make_strategy()
     config = TrainConfig(per_replica_batch_size=batch // strategy.num_replicas_in_sync, num_train_epochs=1.0,
-                         jit_compile=jit_compile, learning_rate=3e-5)
+                         jit_compile=jit_compile, learning_rate=3e-5, mixed_precision=mixed_precision)
     timer = StepTimer()
-    with strategy.scope():
-        model = build_model(*spec)
+    with strategy.scope(), precision(mixed_precision):
+        model = float32_logits(build_model(*spec))
     fit(model, subset, config, strategy, callbacks=[timer], verbose=0)
     return timer
 
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--model", default=None, help="checkpoint directory (default: DistilBERT-shaped, 4x256)")
+    parser.add_argument("--precision-runs", type=int, default=1, help="1: also time bf16 and fp16; 0: skip them")
     args = parser.parse_args()
 
     tokenizer, vocab = bench_tokenizer()
@@ -105,6 +110,10 @@ def main() -> None:
     runs = {"plain compile/fit": lambda: plain_fit(build_model(*spec), features, args.batch, args.steps),
             "tfqa fit": lambda: tfqa_fit(spec, features, args.batch, args.steps, jit_compile=False),
             "tfqa fit + XLA": lambda: tfqa_fit(spec, features, args.batch, args.steps, jit_compile=True)}
+    if args.precision_runs:
+        for mode in ("bf16", "fp16"):
+            runs[f"tfqa fit + {mode}"] = (lambda m: lambda: tfqa_fit(spec, features, args.batch, args.steps,
+                                                                    jit_compile=False, mixed_precision=m))(mode)
     best = {name: 0.0 for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():

@@ -50,12 +50,25 @@ class TrainConfig:
     n_best_size: int = _flag(20, "candidates per example kept in nbest_predictions.json")
     max_answer_length: int = _flag(30, "longest answer in tokens")
     null_score_diff_threshold: float = _flag(0.0, "SQuAD 2.0: answer '' when null score − best span exceeds this")
-    jit_compile: bool = _flag(False, "compile the train step with XLA")
+    jit_compile: bool = _flag(False, "compile the train step with XLA (batches padded to max_seq_length and the "
+                              "last partial batch dropped, so it compiles once)")
+    mixed_precision: str = _flag("no", "Keras mixed precision: fp16 (with loss scaling; GPUs), bf16 (GPUs/TPUs, "
+                                 "recent CPUs); logits and loss stay float32", choices=("no", "fp16", "bf16"))
     cache_dir: str = _flag("", "keep tokenized features here as TFRecord files and reuse them "
                             "(keyed by a hash of data, tokenizer and settings)")
+    stream_features: bool = _flag(False, "with --cache_dir: write the training features there as sharded TFRecord "
+                                  "files, tokenized in chunks, and train streaming from them (memory stays flat "
+                                  "as the data grows)")
     logging_steps: int = _flag(50, "log the training loss to TensorBoard every N steps")
+    strategy: str = _flag("auto", "tf.distribute strategy: auto = multi_worker when TF_CONFIG names several "
+                          "workers, a TPU when attached, else mirrored over the GPUs (see tfqa.distribute)",
+                          choices=("auto", "mirrored", "multi_worker", "tpu", "one_device"))
     export_dir: str = _flag("", "after training, export a TF Serving SavedModel as the next version in this folder "
                             "(default: OUTPUT_DIR/export/tfqa; 'none': do not export)")
+    teacher_model: str = _flag("", "distil a fine-tuned QA checkpoint directory (same vocabulary) into the model "
+                               "while fine-tuning: see tfqa.distill")
+    distill_alpha: float = _flag(0.5, "with --teacher_model: weight of the teacher's soft targets (1 − this: the labels)")
+    distill_temperature: float = _flag(2.0, "with --teacher_model: softmax temperature of the soft targets")
 
     @property
     def export_base(self) -> str:
@@ -85,6 +98,14 @@ class TrainConfig:
             value = getattr(self, name)
             if _looks_like_path(value) and not Path(value).exists():
                 problems.append(f"--{name} {value}: no such file")
+        if not 0 <= self.distill_alpha <= 1:
+            problems.append(f"--distill_alpha must be in [0, 1] (got {self.distill_alpha})")
+        if self.distill_temperature <= 0:
+            problems.append(f"--distill_temperature must be positive (got {self.distill_temperature})")
+        if self.teacher_model and not Path(self.teacher_model).is_dir():
+            problems.append(f"--teacher_model {self.teacher_model}: no such directory")
+        if self.stream_features and not self.cache_dir:
+            problems.append("--stream_features needs --cache_dir (the feature shards are written there)")
         return problems
 
     @property

@@ -9,6 +9,7 @@ the mean of the start and end cross-entropies.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers' TF classes need Keras 2
@@ -44,6 +45,42 @@ def load_qa_model(name_or_path: str):
     if not tokenizer.is_fast:
         raise ModelLoadError(f"{name_or_path}: tfqa needs a fast tokenizer (tokenizer.json or a vocab it can convert)")
     return model, tokenizer
+
+
+PRECISION_POLICIES = {"no": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+
+
+@contextlib.contextmanager
+def precision(mode: str):
+    """Within the block, models are built with Keras' `mode` mixed-precision policy (restored after).
+
+    Variables stay float32; layers compute in float16/bfloat16. With "fp16",
+    `Model.compile` wraps the optimizer in a LossScaleOptimizer (tf-keras does
+    that for the mixed_float16 policy), so small gradients do not underflow.
+    """
+    import tensorflow as tf
+
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mode])
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_logits(model):
+    """Makes the QA head compute in float32, so the logits and the loss built on them are float32.
+
+    In float16 the loss' log-softmax over a whole window overflows or loses
+    the small probabilities (the known fp16 NaN of Transformers' TF QA losses);
+    the head is one small Dense layer, so float32 there costs nothing.
+    """
+    import tensorflow as tf
+
+    head = getattr(model, "qa_outputs", None)
+    if head is not None and model.dtype_policy.compute_dtype != "float32":
+        head._set_dtype_policy(tf.keras.mixed_precision.Policy("float32"))  # no public setter in tf-keras
+    return model
 
 
 def tiny_distilbert(vocab_size: int, max_position_embeddings: int, dim: int = 64, n_layers: int = 2,

@@ -31,23 +31,21 @@ from tfqa.decoding import decode_predictions  # noqa: E402
 from tfqa.features import prepare_features  # noqa: E402
 from tfqa.files import write_json_atomic  # noqa: E402
 from tfqa.metrics import squad_metrics  # noqa: E402
+from tfqa.modeling import float32_logits, precision  # noqa: E402
 from tfqa.pipeline import predict_dataset, train_dataset  # noqa: E402
 from tfqa.progress import Progress  # noqa: E402
 from tfqa.report import RESULTS_FILE, SETTINGS_FILE  # noqa: E402
 
 
-def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """MirroredStrategy over the given devices, else over every visible GPU.
+def make_strategy(devices: list[str] | None = None, name: str = "auto") -> tf.distribute.Strategy:
+    """The strategy for `--strategy name` (`tfqa.distribute.make_strategy`); `devices`: mirror over exactly those.
 
-    With no GPU, the default strategy on the CPU: mirroring a single CPU device
-    only adds per-step overhead (measured 0.83x the throughput of a plain fit
-    by `bench/training_throughput.py`).
+    "auto" on one machine: MirroredStrategy over every visible GPU, the default
+    strategy on a CPU-only one.
     """
-    if devices is None:
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        if not devices:
-            return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy(devices)
+    from tfqa.distribute import make_strategy as _make
+
+    return _make(name, devices)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int):
@@ -151,6 +149,9 @@ def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, 
     epochs = max(1, math.ceil(config.num_train_epochs))
     with strategy.scope():
         model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
+    # The logged loss is already the global mean on every worker; tf-keras' default ("auto" → "sum") adds it
+    # up over MultiWorkerMirroredStrategy workers (2 workers: 2× the loss). No effect on one machine.
+    model.distribute_reduction_method = "first"
     if verbose is None:
         verbose = 2 if os.environ.get("CI") else 1
     dataset = train_dataset(features, global_batch, config.seed, drop_remainder=config.jit_compile,
@@ -159,8 +160,11 @@ def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, 
                      callbacks=list(callbacks), verbose=verbose)
 
 
-def make_features(examples, tokenizer, config: TrainConfig, purpose: str):
-    """Features for `examples` with the config's window settings, through the cache when one is set."""
+def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream: bool = False):
+    """Features for `examples` with the config's window settings, through the cache when one is set.
+
+    `stream`: written to TFRecord shards in the cache and returned as `tfqa.shards.FeatureShards`
+    (`fit` streams them; no window is kept in memory)."""
     settings = dict(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
                     max_query_length=config.max_query_length)
     what = f"{purpose} questions" if purpose else "questions"
@@ -169,9 +173,11 @@ def make_features(examples, tokenizer, config: TrainConfig, purpose: str):
         features = prepare_features(examples, tokenizer, **settings, progress=progress.update)
     else:
         from tfqa.cache import cached_features
+        from tfqa.shards import streamed_features
 
         progress = Progress(f"preparing the features of {len(examples):,} {what}")
-        features, reused = cached_features(examples, tokenizer, config.cache_dir, **settings)
+        features, reused = (streamed_features if stream else cached_features)(examples, tokenizer, config.cache_dir,
+                                                                              **settings)
         print(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}", file=sys.stderr)
     progress.done(f" ({len(features):,} windows)")
     return features
@@ -183,9 +189,17 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
     Returns the final evaluation metrics (empty without evaluation), plus the
     per-epoch history under "epochs".
     """
+    strategy = strategy or make_strategy(name=config.strategy)  # first: MultiWorkerMirroredStrategy needs that
+    from tfqa.distribute import worker_outputs
+
+    backup = Path(config.output_dir) / "backup"  # every worker's: tf-keras restores them all from backup/chief
+    with worker_outputs(config, strategy) as config:  # non-chief workers write into a temporary folder
+        return _train_and_evaluate(config, strategy, backup)
+
+
+def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, backup: Path) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    strategy = strategy or make_strategy()
     tf.keras.utils.set_random_seed(config.seed)
 
     train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
@@ -194,9 +208,10 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
         print("note: the evaluation data has unanswerable questions; decoding as SQuAD 2.0", file=sys.stderr)
         config = dataclasses.replace(config, version_2_with_negative=True)
 
-    with strategy.scope():
+    with strategy.scope(), precision(config.mixed_precision):
         texts = [e.context for e in train_examples] + [e.question for e in train_examples]
         model, tokenizer = build_model_and_tokenizer(config, texts)
+        float32_logits(model)
     replicas = strategy.num_replicas_in_sync
     eval_batch = config.eval_batch_size * replicas
     eval_features = make_features(eval_examples, tokenizer, config, "evaluation") if eval_examples else None
@@ -204,10 +219,10 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
     history = []
     recorder = None
     if train_examples:
-        features = make_features(train_examples, tokenizer, config, "training")
+        features = make_features(train_examples, tokenizer, config, "training", stream=config.stream_features)
         callbacks = [
             StopOnNaN(),
-            tf.keras.callbacks.BackupAndRestore(str(out / "backup")),  # a restarted run resumes here
+            tf.keras.callbacks.BackupAndRestore(str(backup)),  # a restarted run resumes here
             tf.keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}.h5"),
                                                save_weights_only=True),
             tf.keras.callbacks.TensorBoard(str(out / "logs"), update_freq=config.logging_steps),
@@ -225,8 +240,13 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
         callbacks.insert(2 if evaluator else 1, recorder)
         print(f"training: {len(train_examples)} questions, {len(features)} windows, {replicas} replica(s), "
               f"global batch {config.per_replica_batch_size * replicas}", file=sys.stderr)
+        trainee = model
+        if config.teacher_model:  # distillation: fit trains the student with a frozen teacher (tfqa.distill)
+            from tfqa.distill import with_teacher
+
+            trainee = with_teacher(model, tokenizer, config, strategy, probes=texts[:1])
         try:
-            fit(model, features, config, strategy, callbacks)
+            fit(trainee, features, config, strategy, callbacks)
         except BaseException:
             with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
                 recorder.stopped()
