@@ -146,7 +146,6 @@ def test_an_entry_without_its_index_is_rebuilt(written, wordpiece_tokenizer, tmp
 
 def test_two_input_pipelines_split_the_files(written):
     _, shards, features = written
-    n = len(features)
     counts = json.loads((shards.folder / INDEX).read_text())["shard_windows"]
     seen = []
     for pipeline in range(2):
