@@ -161,7 +161,7 @@ def test_keras_endpoint_takes_one_dict(exported):
 def test_warmup_requests_are_prediction_logs(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    records = list(tf.data.TFRecordDataset(str(exported[1].path / "assets.extra" / WARMUP_FILE)).as_numpy_iterator())
+    records = list(tf.data.TFRecordDataset(str(exported[1].path / WARMUP_FILE)).as_numpy_iterator())
     assert len(records) == 2
     for record in records:
         log = prediction_log_pb2.PredictionLog.FromString(record)

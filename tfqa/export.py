@@ -28,7 +28,6 @@ half-written version. TF Serving's warm-up requests go into
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -39,9 +38,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import tensorflow as tf  # noqa: E402
 
+from tfqa.servables import WARMUP_FILE, version_dirs  # noqa: E402
 from tfqa.serving import QAModule, ServingConfig  # noqa: E402
 
-WARMUP_FILE = "tf_serving_warmup_requests"
 KERAS_ENDPOINT = "answer_questions"
 
 # Warm-up requests run once when TF Serving loads a version, so the first user
@@ -123,16 +122,14 @@ def signatures(module: QAModule) -> dict:
 
 def next_version(base: Path) -> int:
     """One more than the highest integer version folder in `base` (1 for a new base)."""
-    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] \
-        if base.is_dir() else []
-    return max(versions, default=0) + 1
+    return max(version_dirs(base), default=0) + 1
 
 
 def write_warmup(version_dir: Path, model_name: str, raw_text: bool, uses_token_type_ids: bool) -> Path:
     """Writes TF Serving warm-up requests (PredictionLog records) into `assets.extra/`."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    path = version_dir / "assets.extra" / WARMUP_FILE
+    path = version_dir / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for question, context in _WARMUP:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -253,7 +252,9 @@ def _export_info(out: Path, config: dict, history: dict, results: dict) -> dict:
     base = next((c for c in candidates if c.is_dir()), None)
     info = {"recorded": recorded, "base": str(base) if base else None, "versions": [], "newest": None}
     if base:
-        info["versions"] = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
+        from tfqa.servables import version_dirs
+
+        info["versions"] = sorted(version_dirs(base))
         info["newest"] = str(base / str(info["versions"][-1])) if info["versions"] else None
     elif export_dir == "none":
         info["note"] = "export disabled (--export_dir none)"

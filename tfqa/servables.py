@@ -32,6 +32,14 @@ class ModelDirError(ValueError):
     """The export directory cannot be served; the message is one line naming the path and the problem."""
 
 
+def version_dirs(base_dir: str | os.PathLike) -> dict[int, Path]:
+    """{version: directory} of the integer-named subdirectories (empty when `base_dir` is not a folder)."""
+    base = Path(base_dir)
+    if not base.is_dir():
+        return {}
+    return {int(p.name): p for p in sorted(base.iterdir()) if p.is_dir() and _VERSION_DIR.fullmatch(p.name)}
+
+
 def find_versions(base_dir: str | os.PathLike) -> dict[int, Path]:
     """{version: directory} of the integer-named subdirectories of an export base directory."""
     base = Path(base_dir)
@@ -40,7 +48,7 @@ def find_versions(base_dir: str | os.PathLike) -> dict[int, Path]:
                             "holding version subdirectories 1/, 2/, ...)")
     if not base.is_dir():
         raise ModelDirError(f"{base}: not a directory")
-    versions = {int(p.name): p for p in sorted(base.iterdir()) if p.is_dir() and _VERSION_DIR.fullmatch(p.name)}
+    versions = version_dirs(base)
     if not versions:
         hint = (f"; it is itself a SavedModel: pass its parent {base.resolve().parent} instead"
                 if (base / "saved_model.pb").exists() else "")
