@@ -197,9 +197,8 @@ class QAModule(tf.Module):
         has_span = best > _NEG_INF
         best_row = tf.minimum(best_row, n_rows - 1)
         arg = tf.gather(row_arg, best_row)
-        k_ = tf.shape(s_idx)[1]
-        char_start = tf.gather_nd(cs, tf.stack([best_row, arg // k_], 1))
-        char_end = tf.gather_nd(ce, tf.stack([best_row, arg % k_], 1))
+        char_start = tf.gather_nd(cs, tf.stack([best_row, arg // k], 1))
+        char_end = tf.gather_nd(ce, tf.stack([best_row, arg % k], 1))
         answered = has_span
         best = tf.where(has_span, best, 0.0)
         out = {}
