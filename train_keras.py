@@ -4,11 +4,11 @@
     python train_keras.py                         # distilbert-base-uncased on SQuAD v1.1 (TFDS)
     python train_keras.py --help                  # every flag, with its default
 
-Intentionally kept short: the run is `tfqa.training.train_and_evaluate`, the
-flags come from `tfqa.config.TrainConfig`.
+Intentionally kept short: the run is `tfqa.training.run.train_and_evaluate`, the
+flags come from `tfqa.core.config.TrainConfig`.
 """
 
-from tfqa.cli import train_main
+from tfqa.apps.train import train_main
 
 if __name__ == "__main__":
     raise SystemExit(train_main())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfqa.decoding import mask_padding
+from tfqa.core.decoding import mask_padding
 
 
 def standard_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64):

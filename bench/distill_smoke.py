@@ -5,10 +5,10 @@
                                   [--student-dim 64] [--student-layers 1]
 
 1. A teacher (`tiny_distilbert`, hidden size 64, 2 layers: the smoke preset's
-   model) is fine-tuned on the synthetic smoke corpus (`tfqa.synthetic`).
+   model) is fine-tuned on the synthetic smoke corpus (`tfqa.core.synthetic`).
 2. A smaller student (by default hidden size 64, 1 layer) is trained for the same number of
    steps, from the same initialisation and data order (same seed), twice:
-   with the teacher (`tfqa.distill.DistillationModel` through `tfqa.training.fit`)
+   with the teacher (`tfqa.training.distill.DistillationModel` through `tfqa.training.fitting.fit`)
    and without (the plain hard-label loss).
 3. All three are scored on the dev corpus (EM/F1, SQuAD 2.0), and the students'
    soft cross-entropy to the teacher (T² × mean of start/end, at the
@@ -33,16 +33,19 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfqa.config import TrainConfig  # noqa: E402
-from tfqa.data import parse_squad_json  # noqa: E402
-from tfqa.distill import DistillationModel, soft_cross_entropy  # noqa: E402
-from tfqa.features import prepare_features  # noqa: E402
-from tfqa.metrics import squad_metrics  # noqa: E402
-from tfqa.modeling import tiny_distilbert  # noqa: E402
-from tfqa.pipeline import predict_dataset  # noqa: E402
-from tfqa.synthetic import synthetic_squad  # noqa: E402
-from tfqa.training import fit, input_names, make_strategy, predict_answers  # noqa: E402
-from tfqa.vocab import train_wordpiece  # noqa: E402
+from tfqa.core.config import TrainConfig  # noqa: E402
+from tfqa.core.squad import parse_squad_json  # noqa: E402
+from tfqa.training.distill import DistillationModel, soft_cross_entropy  # noqa: E402
+from tfqa.core.features import prepare_features  # noqa: E402
+from tfqa.core.metrics import squad_metrics  # noqa: E402
+from tfqa.modeling.checkpoints import tiny_distilbert  # noqa: E402
+from tfqa.modeling.pipeline import predict_dataset  # noqa: E402
+from tfqa.core.synthetic import synthetic_squad  # noqa: E402
+from tfqa.modeling.pipeline import input_names  # noqa: E402
+from tfqa.modeling.prediction import predict_answers  # noqa: E402
+from tfqa.training.fitting import fit  # noqa: E402
+from tfqa.training.strategies import make_strategy  # noqa: E402
+from tfqa.core.vocab import train_wordpiece  # noqa: E402
 
 SMOKE = dict(version_2_with_negative=True, max_seq_length=64, doc_stride=24, max_query_length=16,
              per_replica_batch_size=32, learning_rate=1e-3, warmup_ratio=0.1, eval_batch_size=128)
@@ -51,7 +54,7 @@ STUDENT = dict(dim=64, n_layers=1, n_heads=2)  # 32 wide did not learn in 508 st
 
 
 def _quiet_fit(model, features, config, steps: int, strategy):
-    """`tfqa.training.fit` for about `steps` optimizer steps (whole epochs of ceil(steps / epochs) steps)."""
+    """`tfqa.training.fitting.fit` for about `steps` optimizer steps (whole epochs of ceil(steps / epochs) steps)."""
     per_pass = math.ceil(len(features) / config.per_replica_batch_size)
     config = dataclasses.replace(config, num_train_epochs=steps / per_pass)
     return fit(model, features, config, strategy, verbose=0)
@@ -72,7 +75,7 @@ def soft_loss_to(teacher_logits, student, features, temperature: float) -> float
 
 
 def score(model, features, examples, config) -> dict:
-    predictions, _, null_odds = predict_answers(model, features, examples, config, config.eval_batch_size)
+    predictions, _, null_odds = predict_answers(model, features, examples, config.decoding, config.eval_batch_size)
     metrics = squad_metrics(examples, predictions, na_probs=null_odds or None)
     return {"em": round(metrics.get("exact_match", metrics.get("exact")), 2), "f1": round(metrics["f1"], 2)}
 

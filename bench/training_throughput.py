@@ -10,7 +10,7 @@ at the same batch and sequence length:
 
 - plain: `model.compile(Adam)` and `model.fit(arrays, batch_size=...)`, the way
   the Hugging Face TF examples train;
-- tfqa: `tfqa.training.fit` — AdamW schedule, tf.data pipeline, the
+- tfqa: `tfqa.training.fitting.fit` — AdamW schedule, tf.data pipeline, the
   distribution strategy tfqa picks on this machine;
 - tfqa + XLA: the same with `jit_compile=True` (fixed shapes);
 - tfqa + bf16 / + fp16: the same with `mixed_precision` (float32 logits and
@@ -34,9 +34,10 @@ import tensorflow as tf  # noqa: E402
 
 from bench.common import bench_tokenizer, squad_file  # noqa: E402
 from tfqa import load_squad, prepare_features  # noqa: E402
-from tfqa.config import TrainConfig  # noqa: E402
-from tfqa.modeling import float32_logits, precision  # noqa: E402
-from tfqa.training import fit, make_strategy  # noqa: E402
+from tfqa.core.config import TrainConfig  # noqa: E402
+from tfqa.modeling.precision import float32_logits, precision  # noqa: E402
+from tfqa.training.fitting import fit  # noqa: E402
+from tfqa.training.strategies import make_strategy  # noqa: E402
 
 
 class StepTimer(tf.keras.callbacks.Callback):

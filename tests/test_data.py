@@ -1,4 +1,4 @@
-"""Tests for tfqa.data: SQuAD files (plain/.gz), validation messages, misaligned policies, TFDS."""
+"""Tests for tfqa.core.squad: SQuAD files (plain/.gz), validation messages, misaligned policies, TFDS."""
 
 import os
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tfqa.data import (
+from tfqa.core.squad import (
     MISALIGNED_POLICIES,
     Answer,
     DataError,
@@ -335,7 +335,7 @@ def test_unknown_policy_and_bad_window():
 
 def test_load_squad_logs_summary(tmp_path, caplog):
     path = write(tmp_path / "m.json", misaligned_obj())
-    with caplog.at_level(logging.INFO, logger="tfqa.data"):
+    with caplog.at_level(logging.INFO, logger="tfqa.core.squad"):
         assert len(load_squad(write(tmp_path / "ok.json", squad_v11()))) == 3
         assert len(load_squad(path, misaligned="repair")) == 3
     (ok, repaired) = caplog.records
@@ -408,7 +408,7 @@ def mock_tfds(tmp_path, monkeypatch):
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # TFDS leaves empty temp folders behind
-    monkeypatch.setattr("tfqa.data._download_reachable", lambda: True)  # the mock needs no download
+    monkeypatch.setattr("tfqa.core.squad._download_reachable", lambda: True)  # the mock needs no download
     tf = pytest.importorskip("tensorflow")
     tfds = pytest.importorskip("tensorflow_datasets")
     calls = []
@@ -454,7 +454,7 @@ def test_tfds_failure_becomes_data_error(monkeypatch):
         raise tfds.core.DatasetNotFoundError(f"cannot download {name}")
 
     monkeypatch.setattr(tfds, "load", offline_load)
-    monkeypatch.setattr("tfqa.data._download_reachable", lambda: True)
+    monkeypatch.setattr("tfqa.core.squad._download_reachable", lambda: True)
     with pytest.raises(DataError) as info:
         read_squad("squad/v2.0:train")
     message = str(info.value)
@@ -463,6 +463,6 @@ def test_tfds_failure_becomes_data_error(monkeypatch):
 
 
 def test_tfds_offline_fails_fast_without_retrying(monkeypatch):
-    monkeypatch.setattr("tfqa.data._download_reachable", lambda: False)
+    monkeypatch.setattr("tfqa.core.squad._download_reachable", lambda: False)
     with pytest.raises(DataError, match="cannot be reached - no network"):
         read_squad("squad/v1.1")

@@ -9,9 +9,9 @@ import pytest
 from conftest import load_real, make_example, tiny_examples
 
 from bench.baselines import loop_decode
-from tfqa.decoding import _top_k, decode_predictions
-from tfqa.features import prepare_features
-from tfqa.metrics import squad_metrics
+from tfqa.core.decoding import _top_k, decode_predictions
+from tfqa.core.features import prepare_features
+from tfqa.core.metrics import squad_metrics
 
 SMALL = dict(max_seq_length=24, doc_stride=5, max_query_length=8)
 

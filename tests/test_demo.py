@@ -18,11 +18,11 @@ import requests
 from conftest import CORPUS, ROOT
 from serving_fixtures import ThreadedServer, build_fake_qa_model, free_port
 
-from tfqa.cli import main
-from tfqa.demo import MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, create_demo_app, to_answer
-from tfqa.rest_json import RequestError
-from tfqa.servables import ModelDirError
-from tfqa.server import create_app
+from tfqa.apps.cli import main
+from tfqa.apps.demo import MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, create_demo_app, to_answer
+from tfqa.rest.json_api import RequestError
+from tfqa.rest.servables import ModelDirError
+from tfqa.rest.server import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works
@@ -38,9 +38,9 @@ SCRIPT_PASSAGE = "<script>alert(1)</script><b>x</b> " + CORPUS[0]
 @pytest.fixture(scope="module")
 def tiny_export(wordpiece_tokenizer, tmp_path_factory):
     """A real raw-text SQuAD 2.0 export of a tiny DistilBERT, as tests/test_export.py builds one."""
-    from tfqa.export import export_model
-    from tfqa.modeling import tiny_distilbert
-    from tfqa.serving import ServingConfig
+    from tfqa.export.savedmodel import export_model
+    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.export.qa_module import ServingConfig
 
     model = tiny_distilbert(wordpiece_tokenizer.vocab_size, 64, dim=16, n_layers=1, n_heads=2, seed=3,
                             initializer_range=0.5)

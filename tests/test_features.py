@@ -9,8 +9,8 @@ import pytest
 from conftest import load_real, make_example, tiny_examples
 
 from bench.baselines import standard_features
-from tfqa.features import FeatureConfig, _max_context_window, pair_template, prepare_features, window_starts
-from tfqa.metrics import normalize_answer
+from tfqa.core.features import FeatureConfig, _max_context_window, pair_template, prepare_features, window_starts
+from tfqa.core.metrics import normalize_answer
 
 SMALL = dict(max_seq_length=24, doc_stride=5, max_query_length=8)
 

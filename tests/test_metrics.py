@@ -1,4 +1,4 @@
-"""tfqa.metrics: hand-computed cases, the official scripts' quirks, and parity with references.
+"""tfqa.core.metrics: hand-computed cases, the official scripts' quirks, and parity with references.
 
 Parity references:
 - SQuAD v2.0: transformers' `squad_metrics`, a port of the official `evaluate-v2.0.py`
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tfqa.metrics import (
+from tfqa.core.metrics import (
     PredictionCoverage, check_predictions, compute_exact, compute_f1, exact_match_score,
     f1_score_v1, normalize_answer, squad_metrics, squad_v1_metrics, squad_v2_metrics,
 )
@@ -297,7 +297,7 @@ def _oracle_v2(m, examples, preds, na_probs, thresh):
       question of the data and index the raw scores with them, so a missing
       prediction raises KeyError there. The official per-question skip ("Missing
       prediction for ...") is kept and the subsets are restricted to scored ids,
-      the behaviour tfqa.metrics implements.
+      the behaviour tfqa.core.metrics implements.
     """
     oex = _oracle_examples(examples)
     has_ans = {e.qas_id: bool(e.answers) for e in oex}

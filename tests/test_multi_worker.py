@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from tfqa.distribute import choose_strategy, is_chief, is_chief_task, parse_tf_config, training_tasks
+from tfqa.training.strategies import choose_strategy, is_chief, is_chief_task, parse_tf_config, training_tasks
 
 DRIVER = str(ROOT / "tests" / "multi_worker_driver.py")
 
@@ -87,7 +87,7 @@ def test_single_process_strategies_are_chief():
 
 
 def test_non_chief_waits_for_the_chiefs_smoke_vocab_then_says_why(tmp_path):
-    from tfqa.distribute import wait_for_chief_file
+    from tfqa.training.strategies import wait_for_chief_file
 
     (tmp_path / "smoke_vocab.txt").write_text("[PAD]\n")
     assert wait_for_chief_file(tmp_path / "smoke_vocab.txt", timeout=0.1) == tmp_path / "smoke_vocab.txt"
@@ -110,11 +110,11 @@ def free_ports(n: int) -> list[int]:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """Data plus a tiny DistilBERT saved as a checkpoint: every process loads the very same model and vocab."""
-    from tfqa.data import load_squad
-    from tfqa.files import write_json_atomic
-    from tfqa.modeling import tiny_distilbert
-    from tfqa.synthetic import synthetic_squad
-    from tfqa.vocab import train_wordpiece
+    from tfqa.core.squad import load_squad
+    from tfqa.core.files import write_json_atomic
+    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.core.synthetic import synthetic_squad
+    from tfqa.core.vocab import train_wordpiece
 
     folder = tmp_path_factory.mktemp("mw")
     train = write_json_atomic(folder / "train.json", synthetic_squad(12, seed=1))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from conftest import tiny_examples
 
-from tfqa.features import prepare_features
-from tfqa.pipeline import predict_dataset, train_dataset
+from tfqa.core.features import prepare_features
+from tfqa.modeling.pipeline import predict_dataset
+from tfqa.training.datasets import train_dataset
 
 SETTINGS = dict(max_seq_length=48, doc_stride=12, max_query_length=12)
 
@@ -36,7 +37,7 @@ def test_batches_are_trimmed_to_their_longest_window(wordpiece_tokenizer):
 
 
 def test_trimming_leaves_the_logits_of_real_tokens_unchanged(wordpiece_tokenizer):
-    from tfqa.modeling import tiny_distilbert
+    from tfqa.modeling.checkpoints import tiny_distilbert
 
     features = prepare_features(tiny_examples(), wordpiece_tokenizer, **SETTINGS)
     model = tiny_distilbert(len(wordpiece_tokenizer), SETTINGS["max_seq_length"], dim=8, n_heads=2)

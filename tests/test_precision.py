@@ -9,10 +9,12 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_examples
 
-from tfqa.config import TrainConfig
-from tfqa.features import prepare_features
-from tfqa.modeling import float32_logits, precision, tiny_distilbert
-from tfqa.training import fit, make_strategy
+from tfqa.core.config import TrainConfig
+from tfqa.core.features import prepare_features
+from tfqa.modeling.checkpoints import tiny_distilbert
+from tfqa.modeling.precision import float32_logits, precision
+from tfqa.training.fitting import fit
+from tfqa.training.strategies import make_strategy
 
 SETTINGS = dict(max_seq_length=48, doc_stride=16, max_query_length=12)
 
@@ -55,7 +57,7 @@ def test_xla_compiles_the_train_step_once(wordpiece_tokenizer):
 
 
 def test_flag_is_validated():
-    from tfqa.cli import build_train_parser
+    from tfqa.apps.train import build_train_parser
 
     with pytest.raises(SystemExit):
         build_train_parser().parse_args(["--mixed_precision", "fp8"])

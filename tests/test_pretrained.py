@@ -14,9 +14,10 @@ def test_minilm_safetensors_load_and_fine_tune(tmp_path):
     squad_path("dev-v1.1.json.gz")
     from safetensors.numpy import load_file
 
-    from tfqa.config import TrainConfig
-    from tfqa.modeling import load_qa_model
-    from tfqa.training import fit, make_strategy
+    from tfqa.core.config import TrainConfig
+    from tfqa.modeling.checkpoints import load_qa_model
+    from tfqa.training.fitting import fit
+    from tfqa.training.strategies import make_strategy
 
     model_dir = gt.get_model_path()
     model, tokenizer = load_qa_model(str(model_dir))

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from tfqa.cli import main
-from tfqa.config import TrainConfig
-from tfqa.report import history_steps, step_losses_from_running_means, write_training_plot
+from tfqa.apps.cli import main
+from tfqa.core.config import TrainConfig
+from tfqa.core.history import history_steps, step_losses_from_running_means, write_training_plot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +79,7 @@ def test_record_history_recovers_each_steps_loss_from_keras_logs(tmp_path):
     """Per-step losses from an epoch's batch logs equal those of a fit with one step per epoch."""
     import tensorflow as tf
 
-    from tfqa.callbacks import RecordHistory
+    from tfqa.training.callbacks import RecordHistory
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(48, 4)).astype("float32"), rng.normal(size=(48, 1)).astype("float32")
@@ -131,14 +131,14 @@ def fake_run(folder, *, export=True):
     history = synthetic_history()
     config = TrainConfig(train_file="data/train.json", predict_file="data/dev.json", output_dir=str(folder),
                          version_2_with_negative=True, max_seq_length=64, doc_stride=16, num_train_epochs=3)
-    history["config"] = dataclasses.asdict(config)
+    history["config"] = config.to_dict()
     epochs = [{k: v for k, v in e.items() if k != "step_losses"} for e in history["epochs"]]
     final = {k: v for k, v in epochs[-1].items() if k not in ("epoch", "loss")}
     final.update(best_f1=66.0, best_f1_thresh=-1.5)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "history.json").write_text(json.dumps({**history, "export": "elsewhere/export/tfqa/2"}))
     (folder / "eval_results.json").write_text(json.dumps({**final, "epochs": epochs}))
-    (folder / "tfqa_config.json").write_text(json.dumps(dataclasses.asdict(config)))
+    (folder / "tfqa_config.json").write_text(json.dumps(config.to_dict()))
     (folder / "config.json").write_text(json.dumps({"model_type": "distilbert", "dim": 64, "n_layers": 2,
                                                     "n_heads": 2, "vocab_size": 1234,
                                                     "architectures": ["DistilBertForQuestionAnswering"]}))
@@ -213,7 +213,7 @@ def test_inspect_command_line_not_a_run(tmp_path):
 
 
 def test_progress_lines_are_throttled():
-    from tfqa.progress import Progress, duration
+    from tfqa.core.progress import Progress, duration
 
     stream = io.StringIO()
     progress = Progress("tokenizing 10,570 questions", every=3600, stream=stream)
@@ -232,7 +232,8 @@ def test_progress_lines_are_throttled():
 def test_prepare_features_reports_progress_without_changing_the_features(wordpiece_tokenizer, monkeypatch):
     from conftest import tiny_examples
 
-    from tfqa import features, prepare_features
+    from tfqa.core import features
+    from tfqa.core.features import prepare_features
 
     settings = dict(max_seq_length=32, doc_stride=8, max_query_length=8)
     plain = prepare_features(tiny_examples(), wordpiece_tokenizer, **settings)

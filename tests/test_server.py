@@ -1,4 +1,4 @@
-"""`python -m tfqa serve` / tfqa.server: TF Serving's REST routes, request formats, errors and concurrency."""
+"""`python -m tfqa serve` / tfqa.rest.server: TF Serving's REST routes, request formats, errors and concurrency."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import requests
 from serving_fixtures import ThreadedServer, build_fake_qa_model, expected_answer, start_serve
 
-from tfqa.cli import main
-from tfqa.rest_json import dumps, encode_outputs
-from tfqa.servables import ModelDirError, find_versions, load_model
-from tfqa.server import create_app
+from tfqa.apps.cli import main
+from tfqa.rest.json_api import dumps, encode_outputs
+from tfqa.rest.servables import ModelDirError, find_versions, load_model
+from tfqa.rest.server import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works

@@ -10,8 +10,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from tfqa.files import write_json_atomic
-from tfqa.synthetic import synthetic_squad
+from tfqa.core.files import write_json_atomic
+from tfqa.core.synthetic import synthetic_squad
 
 
 @pytest.mark.slow

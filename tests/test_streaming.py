@@ -11,11 +11,13 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_examples
 
-from tfqa.features import prepare_features
-from tfqa.pipeline import stream_train_dataset, train_dataset
-from tfqa.shards import FIELDS, INDEX, FeatureShards, chunked, streamed_features
+from tfqa.core.features import prepare_features
+from tfqa.training.datasets import stream_train_dataset, train_dataset
+from tfqa.core.config import FeatureConfig
+from tfqa.training.feature_shards import FIELDS, INDEX, FeatureShards, chunked, streamed_features
 
 SETTINGS = dict(max_seq_length=24, doc_stride=6, max_query_length=8)
+CONFIG = FeatureConfig(**SETTINGS)
 COLUMNS = ("input_ids", "attention_mask", "start_positions", "end_positions")
 
 
@@ -44,8 +46,7 @@ def stream_rows(ds, count: int) -> list[tuple]:
 @pytest.fixture
 def written(wordpiece_tokenizer, tmp_path):
     examples = tiny_examples()
-    shards, reused = streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=3, chunk_size=3,
-                                       **SETTINGS)
+    shards, reused = streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=3, chunk_size=3, config=CONFIG)
     assert not reused
     return examples, shards, prepare_features(examples, wordpiece_tokenizer, **SETTINGS)
 
@@ -60,7 +61,7 @@ def test_shards_written_in_chunks_hold_the_in_memory_features(written, wordpiece
         assert array.dtype == getattr(features, name).dtype and np.array_equal(array, getattr(features, name)), name
     index = json.loads((shards.folder / INDEX).read_text())
     assert sum(index["shard_windows"]) == len(features) and min(index["shard_windows"]) > 0
-    again, reused = streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=3, **SETTINGS)
+    again, reused = streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=3, config=CONFIG)
     assert reused and again == shards
     assert not list(tmp_path.rglob("*.tmp*"))
 
@@ -68,7 +69,7 @@ def test_shards_written_in_chunks_hold_the_in_memory_features(written, wordpiece
 def test_chunks_from_a_generator_make_the_same_entry(written, wordpiece_tokenizer, tmp_path):
     examples, shards, _ = written
     again, reused = streamed_features(lambda: chunked(examples, 5), wordpiece_tokenizer, tmp_path, num_shards=3,
-                                      **SETTINGS)
+                                      config=CONFIG)
     assert reused and again.folder == shards.folder
 
 
@@ -102,9 +103,9 @@ def test_passes_are_reshuffled_and_batches_match_the_in_memory_pipeline(written)
 
 
 def test_the_index_is_written_last(wordpiece_tokenizer, tmp_path, monkeypatch):
-    import tfqa.shards
+    import tfqa.training.feature_shards
 
-    real = tfqa.shards.write_json_atomic
+    real = tfqa.training.feature_shards.write_json_atomic
     seen = []
 
     def check(path, obj):
@@ -113,22 +114,22 @@ def test_the_index_is_written_last(wordpiece_tokenizer, tmp_path, monkeypatch):
         assert sorted(obj["files"]) == [p.name for p in sorted(folder.glob("*.tfrecord"))]  # all renamed into place
         return real(path, obj)
 
-    monkeypatch.setattr(tfqa.shards, "write_json_atomic", check)
-    streamed_features(tiny_examples(), wordpiece_tokenizer, tmp_path, num_shards=2, **SETTINGS)
+    monkeypatch.setattr(tfqa.training.feature_shards, "write_json_atomic", check)
+    streamed_features(tiny_examples(), wordpiece_tokenizer, tmp_path, num_shards=2, config=CONFIG)
     assert seen and INDEX not in seen[0] and not [n for n in seen[0] if ".tmp" in n]
 
 
 def test_an_interrupted_write_leaves_no_entry(wordpiece_tokenizer, tmp_path, monkeypatch):
-    import tfqa.shards
+    import tfqa.training.feature_shards
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     examples = tiny_examples()
-    calls = iter([tfqa.shards.prepare_features, interrupted])
-    monkeypatch.setattr(tfqa.shards, "prepare_features", lambda *a, **k: next(calls)(*a, **k))
+    calls = iter([tfqa.training.feature_shards.prepare_features, interrupted])
+    monkeypatch.setattr(tfqa.training.feature_shards, "prepare_features", lambda *a, **k: next(calls)(*a, **k))
     with pytest.raises(KeyboardInterrupt):
-        streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=2, chunk_size=4, **SETTINGS)
+        streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=2, chunk_size=4, config=CONFIG)
     folder, = tmp_path.glob("features-*")
     assert FeatureShards.load(folder) is None and not list(folder.iterdir())
 
@@ -139,7 +140,7 @@ def test_an_entry_without_its_index_is_rebuilt(written, wordpiece_tokenizer, tmp
     with open(shards.files[1], "r+b") as f:
         f.truncate(10)  # and mid-file
     assert FeatureShards.load(shards.folder) is None
-    rebuilt, reused = streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=3, **SETTINGS)
+    rebuilt, reused = streamed_features(examples, wordpiece_tokenizer, tmp_path, num_shards=3, config=CONFIG)
     assert not reused and len(rebuilt) == len(features)
     assert sorted(rows(rebuilt.read(), SETTINGS["max_seq_length"])) == feature_rows(features)
 
@@ -166,7 +167,7 @@ def test_two_input_pipelines_split_the_files(written):
 
 
 def test_stream_features_needs_a_cache_dir():
-    from tfqa.config import TrainConfig
+    from tfqa.core.config import TrainConfig
 
     assert any("--cache_dir" in p for p in TrainConfig(stream_features=True).validate())
     assert not any("stream" in p for p in TrainConfig(stream_features=True, cache_dir="c").validate())
@@ -175,18 +176,18 @@ def test_stream_features_needs_a_cache_dir():
 def test_a_tiny_run_trains_from_the_stream(tmp_path, monkeypatch):
     from test_training import SMALL
 
-    from tfqa.config import TrainConfig
-    from tfqa.files import write_json_atomic
-    from tfqa.synthetic import synthetic_squad
-    from tfqa.training import train_and_evaluate
+    from tfqa.core.config import TrainConfig
+    from tfqa.core.files import write_json_atomic
+    from tfqa.core.synthetic import synthetic_squad
+    from tfqa.training.run import train_and_evaluate
 
     train = write_json_atomic(tmp_path / "train.json", synthetic_squad(12, seed=1))
     dev = write_json_atomic(tmp_path / "dev.json", synthetic_squad(4, seed=2, name_offset=2000))
-    import tfqa.training
+    import tfqa.training.run
 
     trained_on = []
-    real_fit = tfqa.training.fit
-    monkeypatch.setattr(tfqa.training, "fit", lambda model, features, *a, **k: trained_on.append(features)
+    real_fit = tfqa.training.run.fit
+    monkeypatch.setattr(tfqa.training.run, "fit", lambda model, features, *a, **k: trained_on.append(features)
                         or real_fit(model, features, *a, **k))
     config = TrainConfig(train_file=str(train), predict_file=str(dev), output_dir=str(tmp_path / "run"),
                          cache_dir=str(tmp_path / "cache"), stream_features=True, num_train_epochs=1,

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from tfqa.config import TrainConfig
-from tfqa.files import write_json_atomic
-from tfqa.synthetic import synthetic_squad
+from tfqa.core.config import TrainConfig
+from tfqa.core.files import write_json_atomic
+from tfqa.core.synthetic import synthetic_squad
 
 SMALL = dict(version_2_with_negative=True, max_seq_length=64, doc_stride=16, max_query_length=16,
              per_replica_batch_size=8, learning_rate=1e-3, eval_batch_size=32, preset="smoke", seed=3)
@@ -34,7 +34,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
-    from tfqa.training import train_and_evaluate
+    from tfqa.training.run import train_and_evaluate
 
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(train_file=tiny_data[0], predict_file=tiny_data[1], output_dir=str(out),
@@ -78,7 +78,7 @@ def test_run_draws_its_plot_and_keeps_every_steps_loss(trained):
 
 
 def test_inspect_reports_the_tiny_run(trained, capsys):
-    from tfqa.cli import main
+    from tfqa.apps.cli import main
 
     config, results = trained
     best = max(results["epochs"], key=lambda e: (e["f1"], -e["epoch"]))
@@ -103,7 +103,7 @@ def test_training_ends_with_an_export_that_serves_its_answers(trained):
     from starlette.testclient import TestClient
 
     from tfqa import load_squad
-    from tfqa.server import create_app
+    from tfqa.rest.server import create_app
 
     config, results = trained
     assert results["export"] == os.path.join(config.output_dir, "export", "tfqa", "1")
@@ -129,7 +129,7 @@ def test_saved_model_round_trip_same_logits(trained):
     f = prepare_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_query_length=16)
     logits = model(f.model_inputs()).start_logits.numpy()
     # The predictions file came from the trained model in memory: the reloaded one gives the same answers.
-    from tfqa.decoding import decode_predictions
+    from tfqa.core.decoding import decode_predictions
 
     out = model(f.model_inputs())
     predictions, _, _ = decode_predictions(examples, f, out.start_logits.numpy(), out.end_logits.numpy(),
@@ -151,9 +151,10 @@ def test_predict_cli_writes_the_same_files(trained, tmp_path):
 def step_losses(strategy, features, steps=6):
     import tensorflow as tf
 
-    from tfqa.modeling import tiny_distilbert
-    from tfqa.pipeline import train_dataset
-    from tfqa.training import input_names, make_optimizer
+    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.training.datasets import train_dataset
+    from tfqa.modeling.pipeline import input_names
+    from tfqa.training.fitting import make_optimizer
 
     config = TrainConfig(**{**SMALL, "learning_rate": 3e-4})
     with strategy.scope():
@@ -231,8 +232,8 @@ def test_invalid_flags_fail_fast(args, message):
 
 
 def test_seed_command_flags_are_accepted():
-    from tfqa.cli import build_train_parser
-    from tfqa.config import from_args
+    from tfqa.apps.train import build_train_parser
+    from tfqa.core.config import from_args
 
     argv = ("--model_type distilbert --model_name_or_path distilbert-base-uncased --do_train --do_eval "
             "--do_lower_case --train_file x/train-v1.1.json --predict_file x/dev-v1.1.json "

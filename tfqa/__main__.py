@@ -1,5 +1,5 @@
 """`python -m tfqa …` runs the command-line interface."""
 
-from tfqa.cli import main
+from tfqa.apps.cli import main
 
 raise SystemExit(main())

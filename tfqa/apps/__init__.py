@@ -1,0 +1,1 @@
+"""The applications: `python -m tfqa` commands, `train_keras.py`, the web demo and the run report."""

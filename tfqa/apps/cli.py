@@ -1,0 +1,314 @@
+"""The `python -m tfqa` command line: one argparse parser, one function per command.
+
+Commands print results to stdout, progress and warnings to stderr, and turn
+every expected failure (bad data, bad predictions, missing files) into one
+`tfqa: error: …` line and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tfqa.apps.console import CONSOLE
+from tfqa.core.errors import TfqaError
+from tfqa.core.files import open_text, write_json_atomic
+from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
+
+
+class CliError(TfqaError):
+    """An expected failure to report as one line (no traceback)."""
+
+
+def _read_json_object(path: str, what: str) -> dict:
+    """Reads a JSON object from `path`, or raises CliError naming the file and the problem."""
+    try:
+        with open_text(path) as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file ({what})") from None
+    except json.JSONDecodeError as e:
+        raise CliError(f"{path}: not valid JSON ({what}): {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise CliError(f"{path}: cannot read {what}: {e}") from None
+    if not isinstance(obj, dict):
+        raise CliError(f"{path}: expected a JSON object {{question id: ...}} ({what}), got {type(obj).__name__}")
+    return obj
+
+
+def _load_predictions(path: str) -> dict[str, str]:
+    predictions = _read_json_object(path, "predictions")
+    for qid, text in predictions.items():
+        if not isinstance(text, str):
+            raise CliError(f"{path}: question {qid}: the prediction must be a string, got {type(text).__name__}")
+    return predictions
+
+
+def _load_na_probs(path: str, question_ids) -> dict[str, float]:
+    na_probs = _read_json_object(path, "no-answer probabilities")
+    for qid, value in na_probs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CliError(f"{path}: question {qid}: expected a number, got {value!r}")
+    missing = [qid for qid in question_ids if qid not in na_probs]
+    if missing:
+        raise CliError(f"{path}: no value for {len(missing)} predicted questions (e.g. {', '.join(missing[:3])})")
+    return na_probs
+
+
+def cmd_evaluate(args) -> int:
+    """Scores a predictions file with the official SQuAD v1.1/v2.0 metrics."""
+    from tfqa.core.metrics import check_predictions, squad_metrics
+
+    examples, report = read_squad(args.data_file, misaligned=args.misaligned)
+    predictions = _load_predictions(args.predictions)
+    coverage = check_predictions(examples, predictions)
+    if len(coverage.unknown) == len(predictions) and predictions:
+        raise CliError(f"{args.predictions}: none of its {len(predictions)} predictions is for a question of "
+                       f"{args.data_file} (e.g. {coverage.unknown[0]}); wrong data file?")
+    version = report.version if args.version == "auto" else args.version
+    if coverage.unknown:
+        CONSOLE.warn(f"{args.predictions}: {len(coverage.unknown)} predictions are for questions not in {args.data_file} "
+              f"and are ignored (e.g. {', '.join(coverage.unknown[:3])})")
+    if coverage.missing:
+        effect = "score 0" if version == "1.1" else "are left out, as the official v2.0 script does"
+        CONSOLE.warn(f"{args.predictions}: {len(coverage.missing)} of {len(examples)} questions have no prediction and "
+              f"{effect} (e.g. {', '.join(coverage.missing[:3])})")
+    na_probs = None
+    if args.na_prob_file:
+        scored = [e.id for e in examples if e.id in predictions]
+        na_probs = _load_na_probs(args.na_prob_file, scored)
+    results = squad_metrics(examples, predictions, na_probs=na_probs, na_prob_thresh=args.na_prob_thresh,
+                            version=version)
+    print(json.dumps(results, indent=2))
+    if args.output:
+        write_json_atomic(args.output, results)
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Validates a SQuAD file and reports what loading it would repair or skip."""
+    _, report = read_squad(args.data_file, misaligned=args.misaligned)
+    print(report.summary())
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    """Reports on a training run from the files in its output directory."""
+    from tfqa.apps.report import format_report, run_report
+    from tfqa.core.history import redraw_plot
+
+    run_report(args.output_dir)  # is it a run at all? (RunDirError: one line)
+    if args.plot:
+        CONSOLE.line(f"drew {redraw_plot(args.output_dir)}")
+    report = run_report(args.output_dir)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Runs a saved model over a SQuAD-format file and writes the prediction files."""
+    from tfqa.core.run_dir import load_settings
+    from tfqa.modeling.checkpoints import load_qa_model
+    from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
+
+    config = load_settings(args.model)
+    examples, report = read_squad(args.data, misaligned=args.misaligned)
+    config = config.for_squad_version(report.version)
+    model, tokenizer = load_qa_model(args.model)
+    features = tokenize(examples, tokenizer, config.features, reporter=CONSOLE)
+    predictions, nbest, null_odds = predict_answers(model, features, examples, config.decoding, args.batch_size,
+                                                    reporter=CONSOLE)
+    write_prediction_files(Path(args.output), predictions, nbest, null_odds)
+    CONSOLE.line(f"{len(predictions)} predictions written to {args.output}/")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
+    from tfqa.rest.servables import parse_labels
+    from tfqa.rest.server import serve
+
+    serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
+          all_versions=args.all_versions, labels=parse_labels(args.label), reporter=CONSOLE)
+    return 0
+
+
+def cmd_ask(args) -> int:
+    """Asks a running model server (TF Serving or `serve`) questions about one context; prints the answers."""
+    from tfqa.rest.client import ServingClient
+
+    if args.context is not None:
+        context = args.context
+    elif args.context_file is not None:
+        try:
+            context = Path(args.context_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"{args.context_file}: cannot read the context: {e}") from None
+    elif sys.stdin.isatty():
+        raise CliError("no context: pass --context TEXT or --context-file FILE, or pipe the context on stdin")
+    else:
+        context = sys.stdin.read()
+    if not context.strip() or not all(q.strip() for q in args.question):
+        raise CliError("the context and every --question must contain some text")
+    try:
+        client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
+                               signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
+    except ValueError as e:  # a malformed URL or option
+        raise CliError(str(e)) from None
+    results = client.answer(args.question, context)
+    for question, result in zip(args.question, results):
+        if args.json:
+            print(json.dumps({"question": question, **result}, ensure_ascii=False))
+        else:  # one line per question, in order; newlines inside an answer would break that
+            print(" ".join(result["answer"].split()) or "(no answer)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Exports a trained model (a save_pretrained folder) as the next version of a TF Serving model folder."""
+    from tfqa.export.savedmodel import export_checkpoint
+
+    if not Path(args.model).is_dir():
+        raise CliError(f"{args.model}: no such model directory (expected a folder written by train_keras.py)")
+    progress = CONSOLE.progress(f"exporting {args.model} as a SavedModel into {args.output}")
+    result = export_checkpoint(args.model, args.output)
+    if result.note:
+        CONSOLE.note(result.note)
+    progress.done(f": {result.path}")
+    signatures = "serving_default (raw text), token_ids" if result.raw_text else "serving_default = token_ids"
+    print(f"exported version {result.version}: {result.path} (signatures: {signatures})")
+    CONSOLE.line(f"Serve it: python -m tfqa serve --model {args.output}   (production: TF Serving, see serve/)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Serves a one-page web demo: paste a passage, ask a question, see the answer highlighted in it."""
+    from tfqa.apps.demo import run_demo
+
+    run_demo(model=args.model, server=args.server, host=args.host, port=args.port, reporter=CONSOLE)
+    return 0
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--misaligned", choices=MISALIGNED_POLICIES, default="error",
+                   help="what to do with answers whose text is not at answer_start: stop with an error, skip the "
+                        "answer, or repair it when the text occurs nearby (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `python -m tfqa` parser (commands are sub-parsers)."""
+    parser = argparse.ArgumentParser(prog="python -m tfqa", description="Extractive question answering tools.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("evaluate", help="score predictions with the official SQuAD v1.1/v2.0 metrics",
+                       description="Score predictions with the official SQuAD metrics; prints one JSON object.")
+    p.add_argument("data_file", help="SQuAD JSON (.json or .json.gz) or TFDS name (squad/v1.1, squad/v2.0)")
+    p.add_argument("predictions", help="predictions.json: {question id: answer text}")
+    p.add_argument("--na-prob-file", "--na_prob_file", dest="na_prob_file", default=None,
+                   help="null_odds.json: {question id: no-answer score} (SQuAD 2.0; adds best_exact/best_f1)")
+    p.add_argument("--na-prob-thresh", "--na_prob_thresh", dest="na_prob_thresh", type=float, default=1.0,
+                   help="predict no-answer when the no-answer score exceeds this (default: %(default)s)")
+    p.add_argument("--version", choices=("auto", "1.1", "2.0"), default="auto",
+                   help="metrics to use; auto picks 2.0 when the data has unanswerable questions "
+                        "(default: %(default)s)")
+    p.add_argument("--output", default=None, help="also write the results JSON to this file (atomically)")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="run a saved model over a SQuAD-format file",
+                       description=cmd_predict.__doc__)
+    p.add_argument("--model", required=True, help="directory written by train_keras.py (save_pretrained)")
+    p.add_argument("--data", required=True, help="SQuAD JSON (.json or .json.gz) or TFDS name")
+    p.add_argument("--output", required=True, help="folder for predictions.json, nbest_predictions.json, null_odds.json")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64,
+                   help="windows per model call (default: %(default)s)")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a trained model for TensorFlow Serving", description=cmd_export.__doc__
+                       + " Windowing and decoding settings come from the model's tfqa_config.json.")
+    p.add_argument("--model", required=True, help="directory written by train_keras.py (save_pretrained)")
+    p.add_argument("--output", default="export/tfqa",
+                   help="model folder TF Serving watches; the export becomes its next integer version "
+                        "(default: %(default)s)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check", help="validate a SQuAD file", description=cmd_check.__doc__)
+    p.add_argument("data_file", help="SQuAD JSON (.json or .json.gz) or TFDS name")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("inspect", help="report on a training run (data, model, settings, metrics per epoch, export)",
+                       description=cmd_inspect.__doc__ + " Data sizes, model, settings, loss and dev EM/F1 per "
+                       "epoch, the best epoch, final metrics, the export's versions and the plot; missing files are "
+                       "named and the rest is still reported.")
+    p.add_argument("output_dir", help="the --output_dir of a train_keras.py run")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--plot", action="store_true",
+                   help="first (re)draw OUTPUT_DIR/training.png from history.json (or eval_results.json)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("serve", help="serve an exported SavedModel over TensorFlow Serving's REST API (local use)",
+                       description=cmd_serve.__doc__ + " Answers GET /v1/models/NAME[/versions/N|/labels/L][/metadata] "
+                       "and POST .../NAME[/versions/N|/labels/L]:predict like TF Serving. Production deployments use "
+                       "the tensorflow/serving image (docker run -p 8501:8501 -v $PWD/export/tfqa:/models/tfqa "
+                       "-e MODEL_NAME=tfqa tensorflow/serving); this server is for machines without Docker and tests.")
+    p.add_argument("--model", required=True, help="export base directory holding version subdirectories 1/, 2/, ...")
+    p.add_argument("--port", type=int, default=8501, help="REST port, 0 for any free one (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--name", default=None, help="model name in the URLs (default: the export directory's name)")
+    p.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
+                   help="larger request bodies get HTTP 413 (default: %(default)s)")
+    p.add_argument("--all-versions", action="store_true",
+                   help="load every version, not only the newest (TF Serving's 'all' version policy)")
+    p.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",
+                   help="version label for /labels/LABEL URLs, e.g. stable=1 (repeatable; the version is loaded)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ask", help="ask a running model server questions about a context",
+                       description=cmd_ask.__doc__ + " The context comes from --context, --context-file or stdin.")
+    p.add_argument("--server", required=True, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
+    p.add_argument("--question", required=True, action="append", help="a question (repeat for several: one call)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--context", default=None, help="the context text")
+    source.add_argument("--context-file", default=None, help="a UTF-8 file holding the context")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, default=None, help="ask this model version (default: the newest)")
+    which.add_argument("--label", default=None, help="ask the version with this label")
+    p.add_argument("--signature-name", default="serving_default", help="signature to call (default: %(default)s)")
+    p.add_argument("--format", choices=("row", "columnar"), default="row",
+                   help="request layout: instances (row) or inputs (columnar) (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="questions per request (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per question instead of the answer text")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("demo", help="a web page to ask a model questions about a passage",
+                       description=cmd_demo.__doc__ + " The answers come from an export directory loaded here "
+                       "(--model) or from a running TF Serving / `python -m tfqa serve` (--server).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", default=None, help="export base directory (its newest version is loaded)")
+    source.add_argument("--server", default=None, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m tfqa`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TfqaError as e:  # every expected failure: one line, no traceback
+        print(f"tfqa: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tfqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

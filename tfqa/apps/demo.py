@@ -1,0 +1,215 @@
+"""`python -m tfqa demo`: a one-page web demo of a question-answering export.
+
+A person pastes (or picks) a passage, asks a question and sees the answer
+highlighted in the passage, its score and the next best candidates. The page
+(`demo_page.html`, self-contained) only talks to this backend, on the same
+origin:
+
+    GET  /              the page
+    GET  /api/info      {"model": what answers, "max_passage_chars": ...}
+    GET  /api/samples   {"samples": [{"title", "question", "passage"}, ...]}
+    POST /api/answer    {"question", "context"} → {"answer", "score", "answer_start",
+                        "answer_end", "null_score_diff", "candidates": [{"text", "score",
+                        "start", "end"}, ...]}; errors: 4xx/5xx {"error": "..."}
+
+Answers come from one `Backend` with two implementations: `LocalBackend`
+(the newest version of an export directory, loaded by `tfqa.rest.servables` as
+`python -m tfqa serve` loads it) and `RemoteBackend` (TF Serving or `python -m
+tfqa serve`, through `tfqa.rest.client.ServingClient`). Both return a TF Serving
+JSON prediction row, so one function turns either into the page's answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import threading
+from importlib import resources
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tfqa.core.progress import SILENT, Reporter
+from tfqa.rest.client import ServingClient, ServingError
+from tfqa.rest.http import RequestError, StartupError, base_url, http_status, listen, read_body, run_server
+from tfqa.rest.json_api import encode_outputs
+from tfqa.rest.servables import ModelDirError, ServingFailure, find_versions, load_model
+
+MAX_PASSAGE_CHARS = 20_000
+MAX_QUESTION_CHARS = 1_000
+# 20,000 characters are at most 240 KB as JSON (\ud83d\udc4d escapes for emoji); anything bigger is not a passage.
+MAX_BODY_BYTES = 512 * 1024
+# The page is inline HTML/CSS/JS: forbid everything else, so it can load nothing from other origins.
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+log = logging.getLogger("tfqa.apps.demo")
+
+
+class Backend:
+    """Where answers come from: `predict` returns one TF Serving JSON prediction row (serving_default)."""
+
+    description = ""
+
+    def predict(self, question: str, context: str) -> dict:
+        raise NotImplementedError
+
+
+class LocalBackend(Backend):
+    """The newest version of an export directory, loaded in this process."""
+
+    def __init__(self, model_dir: str):
+        model = load_model(model_dir)  # ModelDirError (one line) for unusable directories
+        self.servable = model.latest
+        self.signature = self.servable.signature("serving_default")
+        if set(self.signature.dtypes) != {"question", "context"}:
+            inputs = ", ".join(sorted(self.signature.dtypes))
+            raise ModelDirError(f"{self.servable.path}: serving_default takes {inputs}, not raw question + context "
+                                "text; the demo needs a raw-text tfqa export")
+        self.description = f"{model_dir} (version {self.servable.version}, loaded locally)"
+
+    def predict(self, question: str, context: str) -> dict:
+        arrays = {"question": np.array([question.encode()], dtype=object),
+                  "context": np.array([context.encode()], dtype=object)}
+        try:
+            outputs = self.servable.run(self.signature, arrays)
+        except ServingFailure as e:  # the model refused the input (a TF op error): the status TF Serving gives
+            raise RequestError(str(e), http_status(e.code)) from None
+        # Same JSON encoding as `python -m tfqa serve`, so both backends hand over identical rows.
+        return encode_outputs(outputs, "row")["predictions"][0]
+
+
+class RemoteBackend(Backend):
+    """A running TF Serving / `python -m tfqa serve`, over its REST API."""
+
+    def __init__(self, server: str, timeout: float = 30.0):
+        self.url, self.timeout = server, timeout
+        # Builds a client now so that a malformed URL is a ValueError at start-up, not at the first question.
+        self.description = f"{ServingClient(server, timeout=timeout).model_url} (model server)"
+        self._local = threading.local()
+
+    def predict(self, question: str, context: str) -> dict:
+        # requests.Session is not documented as thread-safe: one client per worker thread.
+        if not hasattr(self._local, "client"):
+            self._local.client = ServingClient(self.url, timeout=self.timeout)
+        return self._local.client.predict({"question": [question], "context": [context]})[0]
+
+
+def _text(value) -> str:
+    # TF Serving sends strings that are not valid UTF-8 as {"b64": ...}.
+    if isinstance(value, dict) and "b64" in value:
+        return base64.b64decode(value["b64"]).decode("utf-8", "replace")
+    return str(value)
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None  # NaN is not JSON the browser can parse
+
+
+def to_answer(row: dict) -> dict:
+    """The page's answer from a prediction row; exports without `candidate_*` outputs get no candidates."""
+    if "answer" not in row:
+        raise RequestError(f"the model's outputs ({', '.join(sorted(row))}) have no 'answer'; "
+                         "is it a raw-text tfqa export?", 502)
+    columns = [row.get(k, []) for k in ("candidate_answers", "candidate_scores", "candidate_starts", "candidate_ends")]
+    candidates = [{"text": _text(t), "score": _number(s), "start": int(a), "end": int(b)}
+                  for t, s, a, b in zip(*columns) if int(a) >= 0]  # unused slots are "" / -1
+    null = row.get("null_score_diff")
+    return {"answer": _text(row["answer"]), "score": _number(row["score"]), "answer_start": int(row["answer_start"]),
+            "answer_end": int(row["answer_end"]), "null_score_diff": None if null is None else _number(null),
+            "candidates": candidates}
+
+
+def parse_question(body: bytes) -> tuple[str, str]:
+    """(question, context) from the page's JSON, or RequestError with the message the page shows."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("question", "context")):
+        raise RequestError('send a JSON object {"question": "...", "context": "..."} with two strings')
+    question, context = doc["question"], doc["context"]
+    if not context.strip():
+        raise RequestError("The passage is empty: paste a passage or pick a sample first.")
+    if not question.strip():
+        raise RequestError("The question is empty: type a question first.")
+    if len(context) > MAX_PASSAGE_CHARS:
+        raise RequestError(f"The passage has {len(context):,} characters; the limit is {MAX_PASSAGE_CHARS:,}. "
+                         "Shorten it and ask again.", 413)
+    if len(question) > MAX_QUESTION_CHARS:
+        raise RequestError(f"The question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}.", 413)
+    return question, context
+
+
+def _page(name: str) -> bytes:
+    return resources.files(__package__).joinpath(name).read_bytes()
+
+
+def create_demo_app(backend: Backend) -> Starlette:
+    """The demo's ASGI app around a ready backend."""
+    page, samples = _page("demo_page.html"), json.loads(_page("demo_samples.json"))
+
+    async def index(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"})
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({"model": backend.description, "max_passage_chars": MAX_PASSAGE_CHARS,
+                             "max_question_chars": MAX_QUESTION_CHARS})
+
+    async def sample_list(request: Request) -> Response:
+        return JSONResponse({"samples": samples})
+
+    async def answer(request: Request) -> Response:
+        try:
+            body = await read_body(request, MAX_BODY_BYTES, f"The request is over {MAX_BODY_BYTES:,} bytes; passages "
+                                                           f"are limited to {MAX_PASSAGE_CHARS:,} characters.")
+            question, context = parse_question(body)
+        except RequestError as e:
+            return JSONResponse({"error": str(e)}, e.status)
+        try:
+            # The model call blocks for a while: keep the event loop free for other visitors.
+            row = await run_in_threadpool(backend.predict, question, context)
+        except ServingError as e:  # the model server is down, slow or refused the request
+            return JSONResponse({"error": f"The model server did not answer: {e}"}, 502)
+        except RequestError as e:  # the local model refused the input (a TF op error)
+            return JSONResponse({"error": f"The model could not answer: {e}"}, e.status)
+        except Exception as e:  # noqa: BLE001 - the page gets one line, the log the traceback
+            log.exception("error while answering")
+            return JSONResponse({"error": f"Model error: {type(e).__name__}: {e}"}, 500)
+        try:
+            return JSONResponse(to_answer(row))
+        except RequestError as e:
+            return JSONResponse({"error": str(e)}, e.status)
+
+    return Starlette(routes=[Route("/", index), Route("/api/info", info), Route("/api/samples", sample_list),
+                             Route("/api/answer", answer, methods=["POST"])])
+
+
+def run_demo(*, model: str | None = None, server: str | None = None, host: str = "127.0.0.1",
+             port: int = 8080, reporter: Reporter = SILENT) -> None:
+    """Starts the demo for an export directory (`model`) or a model server URL (`server`) until interrupted.
+
+    Reports `Demo at URL (model: ...)` once the page can be loaded; `port=0`
+    picks a free port. Raises StartupError (one line) when it cannot start.
+    """
+    try:
+        if model is not None:
+            find_versions(model)  # a wrong path fails now, before TensorFlow loads
+        sock = listen(host, port)
+        backend = LocalBackend(model) if model is not None else RemoteBackend(server)
+    except (ModelDirError, ValueError) as e:
+        raise StartupError(str(e)) from None
+    if isinstance(backend, RemoteBackend):
+        try:
+            ServingClient(server, timeout=5).status()
+        except ServingError as e:  # it may come up later; meanwhile the page shows this same error
+            reporter.warn(str(e))
+    run_server(create_demo_app(backend), sock, f"Demo at {base_url(host, sock)}/ (model: {backend.description})",
+               reporter)

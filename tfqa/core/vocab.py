@@ -1,0 +1,46 @@
+"""Building small WordPiece tokenizers from text, for offline runs and tests.
+
+Real runs load the tokenizer that ships with the checkpoint; this exists so that
+the offline smoke preset and the tests can train a BERT-style uncased WordPiece
+vocabulary from the data they use, with no download.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
+                    token_type_ids: bool = True):
+    """Trains a BERT-style WordPiece vocab on `texts`; returns a `BertTokenizerFast`.
+
+    `token_type_ids=False` makes a tokenizer for models without segment ids (DistilBERT).
+    """
+    from tokenizers import BertWordPieceTokenizer
+
+    wp = BertWordPieceTokenizer(lowercase=lowercase, strip_accents=lowercase)
+    wp.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1,
+                           special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        wp.save_model(tmp)
+        return tokenizer_from_vocab(Path(tmp) / "vocab.txt", lowercase=lowercase, token_type_ids=token_type_ids)
+
+
+def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True, token_type_ids: bool = True):
+    """A `BertTokenizerFast` for a WordPiece `vocab.txt` (one token per line)."""
+    from transformers import BertTokenizerFast
+
+    names = ["input_ids", "token_type_ids", "attention_mask"] if token_type_ids else ["input_ids", "attention_mask"]
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lowercase, model_input_names=names)
+
+
+def write_vocab(tokens: Iterable[str], path: str | Path) -> Path:
+    """Writes a vocab file (atomically) with the special tokens first, as BERT expects."""
+    from tfqa.core.files import write_text_atomic
+
+    words = list(SPECIAL_TOKENS) + [t for t in tokens if t not in SPECIAL_TOKENS]
+    return write_text_atomic(path, "\n".join(words) + "\n")

@@ -1,0 +1,44 @@
+"""The layout of an export base folder: integer version subfolders, as TensorFlow Serving reads it.
+
+    export/tfqa/            the base: what TF Serving's --model_base_path points at
+      1/  2/  ...           one SavedModel per version; the newest is served by default
+        assets.extra/tf_serving_warmup_requests
+      .tmp-export-XXXX/     an export in progress (TF Serving ignores non-integer names)
+
+No TensorFlow: the REST server, the demo and `inspect` list versions without loading anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+TEMP_PREFIX = ".tmp-export-"
+_VERSION_NAME = re.compile(r"\d+", re.ASCII)
+
+
+def is_version_name(name: str) -> bool:
+    """Whether `name` is how TF Serving names a version folder (decimal digits only)."""
+    return _VERSION_NAME.fullmatch(name) is not None
+
+
+def version_dirs(base_dir: str | os.PathLike) -> dict[int, Path]:
+    """{version: directory} of the integer-named subdirectories (empty when `base_dir` is not a folder)."""
+    base = Path(base_dir)
+    if not base.is_dir():
+        return {}
+    return {int(p.name): p for p in sorted(base.iterdir()) if p.is_dir() and is_version_name(p.name)}
+
+
+def next_version(base_dir: str | os.PathLike) -> int:
+    """One more than the highest integer name in `base_dir` (1 for a new base).
+
+    Every entry counts, not only folders: a stray file or a dangling symlink
+    named `3` would otherwise be chosen as the next version's name forever.
+    """
+    base = Path(base_dir)
+    if not base.is_dir():
+        return 1
+    return max((int(p.name) for p in base.iterdir() if is_version_name(p.name)), default=0) + 1

@@ -1,0 +1,84 @@
+"""What the REST server and the demo share: the status-carrying error, body limits, listening, start-up.
+
+`RequestError` is the one error that carries an HTTP status. The model
+layer (`tfqa.rest.servables`) raises transport-free `ServingFailure`s with
+TensorFlow's canonical error codes; `http_status` maps them as TF Serving's
+REST server does, so both servers answer a failing model call alike.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from tfqa.core.errors import TfqaError
+from tfqa.core.progress import SILENT, Reporter
+
+# TF canonical error codes → HTTP statuses, as TF Serving's REST server maps them (http_server.cc).
+_HTTP_STATUS = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400,
+                12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
+
+
+class RequestError(TfqaError, ValueError):
+    """A request to refuse; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class StartupError(TfqaError, RuntimeError):
+    """A server cannot start (bad model directory or URL, busy port); one line."""
+
+
+def http_status(code: int) -> int:
+    """The HTTP status TF Serving answers for a TF canonical error `code` (500 for unknown ones)."""
+    return _HTTP_STATUS.get(code, 500)
+
+
+async def read_body(request, limit: int, too_big: str | None = None) -> bytes:
+    """The whole body of a Starlette `request`, or RequestError 413 once it exceeds `limit` bytes.
+
+    Chunked bodies have no Content-Length, so the bytes are counted as they arrive.
+    """
+    error = RequestError(too_big or f"the request body exceeds the limit of {limit} bytes", 413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise error
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise error
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (port 0: any free one), not yet listening; StartupError when it cannot bind."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def base_url(host: str, sock: socket.socket) -> str:
+    """http://HOST:PORT of a bound socket (IPv6 hosts in brackets)."""
+    url_host = f"[{host}]" if ":" in host else host
+    return f"http://{url_host}:{sock.getsockname()[1]}"
+
+
+def run_server(app, sock: socket.socket, banner: str, reporter: Reporter = SILENT) -> None:
+    """Serves the ASGI `app` on `sock` under uvicorn until SIGINT/SIGTERM.
+
+    The socket listens before `banner` is reported, so the URL in it works as
+    soon as a person (or a test) reads it.
+    """
+    import uvicorn
+
+    sock.listen(128)
+    reporter.line(banner)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)).run(sockets=[sock])

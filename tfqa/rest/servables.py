@@ -1,0 +1,251 @@
+"""SavedModel versions of one export directory, loaded for serving as TensorFlow Serving loads them.
+
+An export base directory (`export/tfqa/`, layout: `tfqa.export.versions`)
+holds one subdirectory per version, named by an integer (`1/`, `2/`, ...);
+anything else (`.tmp-...` left by an export in progress) is ignored, as TF
+Serving ignores it. Models are read only
+through their signatures (input/output names, dtypes and shapes), so any
+SavedModel with a `serving_default` signature is served unchanged. TensorFlow is
+imported only when a model is loaded, so checking a directory is instant.
+
+Errors here know nothing of HTTP: a request the model cannot serve is a
+`ServingFailure` with TensorFlow's canonical error code, which the REST layer
+maps to a status (`tfqa.rest.http.http_status`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfqa.core.errors import TfqaError
+from tfqa.export.versions import WARMUP_FILE, is_version_name, version_dirs
+
+# TensorFlow's canonical error codes (tensorflow/core/protobuf/error_codes.proto) used here.
+INVALID_ARGUMENT, NOT_FOUND = 3, 5
+
+
+class ModelDirError(TfqaError, ValueError):
+    """The export directory cannot be served; the message is one line naming the path and the problem."""
+
+
+class ServingFailure(TfqaError):
+    """A request the loaded model cannot serve; `code` is TensorFlow's canonical error code for it."""
+
+    def __init__(self, message: str, code: int = INVALID_ARGUMENT):
+        super().__init__(message)
+        self.code = code
+
+
+def find_versions(base_dir: str | os.PathLike) -> dict[int, Path]:
+    """{version: directory} of the integer-named subdirectories of an export base directory."""
+    base = Path(base_dir)
+    if not base.exists():
+        raise ModelDirError(f"{base}: no such directory (expected an export base directory such as export/tfqa "
+                            "holding version subdirectories 1/, 2/, ...)")
+    if not base.is_dir():
+        raise ModelDirError(f"{base}: not a directory")
+    versions = version_dirs(base)
+    if not versions:
+        hint = (f"; it is itself a SavedModel: pass its parent {base.resolve().parent} instead"
+                if (base / "saved_model.pb").exists() else "")
+        raise ModelDirError(f"{base}: no version subdirectory (1/, 2/, ... each holding saved_model.pb){hint}")
+    return versions
+
+
+@dataclass
+class Signature:
+    """One signature of a loaded version: its function and its inputs' dtypes and shapes."""
+
+    name: str
+    function: object
+    dtypes: dict[str, str]
+    shapes: dict[str, tuple | None]
+
+
+@dataclass
+class Servable:
+    """One loaded version of the model."""
+
+    version: int
+    path: Path
+    signatures: dict[str, Signature]
+    signature_def_json: dict
+    loaded: object = field(repr=False, default=None)  # keeps the variables the functions use alive
+
+    def signature(self, name: str) -> Signature:
+        """The signature called `name`, or TF Serving's error for an unknown one."""
+        if name not in self.signatures:
+            raise ServingFailure(f'Serving signature name: "{name}" not found in signature def')
+        return self.signatures[name]
+
+    def run(self, signature: Signature, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Calls the signature on NumPy inputs; TF errors become ServingFailures with their error code."""
+        import tensorflow as tf
+
+        try:
+            tensors = {name: tf.constant(array, dtype=signature.dtypes[name]) for name, array in arrays.items()}
+            outputs = signature.function(**tensors)
+            return {name: tensor.numpy() for name, tensor in outputs.items()}
+        except tf.errors.OpError as e:
+            raise ServingFailure(_one_line(e.message), e.error_code) from None
+
+
+def _one_line(message: str) -> str:
+    """A TF op error without the eager-mode boilerplate lines around the actual problem."""
+    noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>")
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(noise)]
+    return " ".join(lines) or message
+
+
+def load_servable(version: int, path: Path) -> Servable:
+    """Loads one version directory (tag `serve`, as TF Serving does) and replays its warmup requests."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    try:  # registers the tensorflow-text ops (WordPiece) raw-text exports use; TF Serving ships them built in
+        import tensorflow_text  # noqa: F401
+    except ImportError:
+        pass
+    pb = path / "saved_model.pb"
+    if not pb.exists():
+        raise ModelDirError(f"{path}: no saved_model.pb (not a SavedModel version directory)")
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(pb.read_bytes())
+        loaded = tf.saved_model.load(str(path), tags=["serve"])
+    except Exception as e:  # noqa: BLE001 - any load failure is reported as one line
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelDirError(f"{path}: cannot load the SavedModel: {first_line}") from None
+    meta_graph = next(g for g in saved_model.meta_graphs if "serve" in g.meta_info_def.tags)
+    signature_defs = get_model_metadata_pb2.SignatureDefMap(signature_def=meta_graph.signature_def)
+    signatures = {}
+    for name, function in loaded.signatures.items():
+        specs = function.structured_input_signature[1]
+        signatures[name] = Signature(
+            name, function, {k: spec.dtype.name for k, spec in specs.items()},
+            {k: None if spec.shape.rank is None else tuple(spec.shape.as_list()) for k, spec in specs.items()})
+    if "serving_default" not in signatures:
+        raise ModelDirError(f"{path}: the SavedModel has no serving_default signature "
+                            f"(signatures: {', '.join(sorted(signatures)) or 'none'})")
+    servable = Servable(version, path, signatures, json_format.MessageToDict(
+        signature_defs, always_print_fields_with_no_presence=True, preserving_proto_field_name=True), loaded)
+    _replay_warmup(servable)
+    return servable
+
+
+def _replay_warmup(servable: Servable) -> None:
+    """Replays the predict requests of assets.extra/tf_serving_warmup_requests.
+
+    As in TF Serving, a failing warmup request fails the load: it would fail in production too.
+    """
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = servable.path / WARMUP_FILE
+    if not path.exists():
+        return
+    for i, record in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()):
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        if not log.HasField("predict_log"):
+            continue  # classify/regress warmups need Example-based signatures, which this server does not serve
+        request = log.predict_log.request
+        try:
+            signature = servable.signature(request.model_spec.signature_name or "serving_default")
+            if set(request.inputs) != set(signature.dtypes):
+                raise ValueError(f"inputs {', '.join(sorted(request.inputs))} do not match the signature's "
+                                 f"{', '.join(sorted(signature.dtypes))}")
+            servable.run(signature, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+        except (ServingFailure, TypeError, ValueError) as e:
+            raise ModelDirError(f"{path}: warmup request {i} failed: {e}") from None
+
+
+class Model:
+    """The served versions of one model, its version labels and TF Serving's status/metadata answers."""
+
+    def __init__(self, name: str, base_dir: Path, servables: dict[int, Servable], labels: dict[str, int]):
+        self.name, self.base_dir, self.labels = name, base_dir, labels
+        self.servables = dict(sorted(servables.items()))
+
+    @property
+    def latest(self) -> Servable:
+        """The newest loaded version (what requests without /versions/ or /labels/ get)."""
+        return self.servables[max(self.servables)]
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request names, with TF Serving's errors for unknown names, versions and labels."""
+        if label is not None and name == self.name:
+            if label not in self.labels:
+                raise ServingFailure(f"Unrecognized servable version label: {label}")
+            version = self.labels[label]
+        if name != self.name or (version is not None and version not in self.servables):
+            wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise ServingFailure(f"Servable not found for request: {wanted}", NOT_FOUND)
+        return self.latest if version is None else self.servables[version]
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> dict:
+        """GetModelStatusResponse as JSON: every loaded version, newest first, or the one asked for."""
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        if name != self.name:
+            raise ServingFailure(f"Could not find any versions of model {name}", NOT_FOUND)
+        if label is not None:
+            version = self.resolve(name, label=label).version
+        if version is not None and version not in self.servables:
+            raise ServingFailure(f"Could not find version {version} of model {name}", NOT_FOUND)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        entry_state = get_model_status_pb2.ModelVersionStatus.AVAILABLE  # all served versions are loaded
+        for v in sorted(self.servables, reverse=True) if version is None else [version]:
+            entry = response.model_version_status.add(version=v, state=entry_state)
+            entry.status.SetInParent()  # error_code OK, error_message "": printed, as TF Serving prints them
+        return json_format.MessageToDict(response, always_print_fields_with_no_presence=True,
+                                         preserving_proto_field_name=True)
+
+    def metadata(self, name: str, version: int | None = None, label: str | None = None) -> dict:
+        """GetModelMetadataResponse as TF Serving's REST API writes it (the signature_def map unpacked)."""
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import model_pb2
+
+        servable = self.resolve(name, version, label)
+        spec = model_pb2.ModelSpec(name=self.name)
+        spec.version.value = servable.version
+        return {"model_spec": json_format.MessageToDict(spec, always_print_fields_with_no_presence=True,
+                                                        preserving_proto_field_name=True),
+                "metadata": {"signature_def": servable.signature_def_json}}
+
+
+def parse_labels(specs: list[str]) -> dict[str, int]:
+    """{label: version} from `stable=1`-style strings."""
+    labels = {}
+    for spec in specs:
+        label, sep, version = spec.partition("=")
+        if not sep or not re.fullmatch(r"[^/:=\s]+", label) or not is_version_name(version.strip()):
+            raise ModelDirError(f"label '{spec}': expected LABEL=VERSION, e.g. stable=1")
+        labels[label] = int(version)
+    return labels
+
+
+def load_model(base_dir: str | os.PathLike, name: str | None = None, *, all_versions: bool = False,
+               labels: dict[str, int] | None = None) -> Model:
+    """Loads the newest version of an export directory (all of them with `all_versions`) plus labelled ones.
+
+    TF Serving's default version policy serves only the newest version; labels
+    must point at versions that are loaded, so labelled versions are loaded too.
+    """
+    base = Path(base_dir)
+    versions = find_versions(base)
+    labels = dict(labels or {})
+    for label, version in labels.items():
+        if version not in versions:
+            raise ModelDirError(f"{base}: label {label} points at version {version}, which is not there "
+                                f"(versions: {', '.join(map(str, versions))})")
+    wanted = set(versions) if all_versions else {max(versions), *labels.values()}
+    servables = {v: load_servable(v, versions[v]) for v in sorted(wanted)}
+    return Model(name or base.resolve().name, base, servables, labels)

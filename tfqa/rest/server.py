@@ -1,0 +1,142 @@
+"""`python -m tfqa serve`: a local server that answers TensorFlow Serving's REST API.
+
+For machines without Docker, and for tests: the same routes, request formats,
+response shapes and error answers as TF Serving's REST API
+(https://www.tensorflow.org/tfx/serving/api_rest), so a client written against
+one works against the other. Production deployments use the
+`tensorflow/serving` image.
+
+    GET  /v1/models/NAME[/versions/N|/labels/L]            model status
+    GET  /v1/models/NAME[/versions/N|/labels/L]/metadata   signature defs
+    POST /v1/models/NAME[/versions/N|/labels/L]:predict    row or columnar predict
+
+A Starlette app served by uvicorn; parsing and TensorFlow calls run in a thread
+pool so the event loop keeps accepting requests while a model runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tfqa.core.progress import SILENT, Reporter
+from tfqa.rest.http import RequestError, StartupError, base_url, http_status, listen, read_body, run_server
+from tfqa.rest.json_api import (check_shapes, decode_inputs, dumps, encode_outputs, parse_json_object,
+                                signature_name_of)
+from tfqa.rest.servables import Model, ModelDirError, ServingFailure, find_versions, load_model
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# TF Serving's URL patterns (http_rest_api_util.cc), matched case-insensitively on the decoded path.
+_VERSION_OR_LABEL = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
+PREDICT_PATH = re.compile(rf"/v1/models/([^/:]+){_VERSION_OR_LABEL}:(classify|regress|predict)", re.I)
+STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(metadata))?", re.I)
+# Inputs of the QA signature that must hold text: an empty question or context has no answer to look for.
+TEXT_INPUTS = ("question", "context")
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+log = logging.getLogger("tfqa.rest.server")
+
+
+def _json_response(obj, status: int = 200) -> Response:
+    return Response(dumps(obj), status_code=status, media_type="application/json")
+
+
+def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
+    """Refuses empty questions/contexts, and question and context batches of different sizes."""
+    present = [name for name in TEXT_INPUTS if dtypes.get(name) == "string"]
+    for name in present:
+        for i, value in enumerate(arrays[name].ravel()):
+            if not value.strip():
+                raise RequestError(f"input '{name}' element {i} is an empty string; a {name} needs some text")
+    if len(present) == 2 and arrays["question"].shape[:1] != arrays["context"].shape[:1]:
+        raise RequestError(f"inputs 'question' and 'context' have different batch sizes "
+                           f"({arrays['question'].shape[0]} and {arrays['context'].shape[0]})")
+
+
+def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes) -> dict:
+    """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode."""
+    doc = parse_json_object(body)
+    signature_name = signature_name_of(doc)
+    servable = model.resolve(name, version, label)
+    signature = servable.signature(signature_name)
+    request_format, arrays = decode_inputs(doc, signature.dtypes)
+    check_shapes(arrays, signature.shapes, signature_name)
+    check_text_inputs(arrays, signature.dtypes)
+    return encode_outputs(servable.run(signature, arrays), request_format)
+
+
+def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """The ASGI app serving an already loaded model."""
+
+    async def endpoint(request: Request) -> Response:
+        method, path = request.method, request.url.path
+        try:
+            if not path.lower().startswith("/v1/"):
+                raise RequestError(f"Not found: {path} (this server answers TensorFlow Serving's REST API "
+                                   f"under /v1/models/{model.name})", 404)
+            match = PREDICT_PATH.fullmatch(path) if method == "POST" else None
+            if match:
+                name, version, label, verb = match.groups()
+                body = await read_body(request, max_body_bytes, f"the request body exceeds the limit of "
+                                                                f"{max_body_bytes} bytes (--max-body-bytes)")
+                if verb.lower() != "predict":
+                    raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
+                version = int(version) if version else None
+                return _json_response(await run_in_threadpool(predict, model, name, version, label, body))
+            match = STATUS_PATH.fullmatch(path) if method == "GET" else None
+            if match:
+                name, version, label, metadata = match.groups()
+                if not name:
+                    raise RequestError("Missing model name in request.")
+                answer = model.metadata if metadata else model.status
+                return _json_response(answer(name, int(version) if version else None, label))
+            raise RequestError(f"Malformed request: {method} {path}")
+        except RequestError as e:
+            return _json_response({"error": str(e)}, e.status)
+        except ServingFailure as e:
+            return _json_response({"error": str(e)}, http_status(e.code))
+        except Exception as e:  # noqa: BLE001 - the client gets JSON, the server log the traceback
+            log.exception("error while answering %s %s", method, path)
+            return _json_response({"error": f"Internal error: {type(e).__name__}: {e}"}, 500)
+
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
+    app.state.model = model
+    return app
+
+
+def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               all_versions: bool = False, labels: dict[str, int] | None = None) -> Starlette:
+    """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
+
+    Raises `ModelDirError` (one line) when the directory cannot be served.
+    """
+    return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes)
+
+
+def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
+          labels: dict[str, int] | None = None, reporter: Reporter = SILENT) -> None:
+    """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
+
+    Reports one line with the model URL once requests are accepted; `port=0`
+    picks a free port (the line says which). Raises StartupError (one line)
+    when the directory cannot be served or the port cannot be had.
+    """
+    if max_body_bytes < 1:
+        raise StartupError(f"--max-body-bytes must be positive, not {max_body_bytes}")
+    try:
+        find_versions(model_dir)  # fails fast, before the port and TensorFlow
+        sock = listen(host, port)
+        app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels)
+    except ModelDirError as e:
+        raise StartupError(str(e)) from None
+    model: Model = app.state.model
+    versions = ", ".join(map(str, model.servables))
+    run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions} at "
+                          f"{base_url(host, sock)}/v1/models/{model.name}", reporter)

@@ -1,0 +1,160 @@
+"""The training run behind `train_keras.py`: data, model, fit, evaluation, outputs, export.
+
+`train_and_evaluate(config)` is the whole run: load the data and the
+checkpoint, fine-tune (`tfqa.training.fitting`) under the configured
+`tf.distribute` strategy (`tfqa.training.strategies`), evaluate after every
+epoch, and leave in `output_dir` (layout: `tfqa.core.run_dir`) a
+`save_pretrained` model + tokenizer, the prediction files, the per-step
+losses and per-epoch metrics (history.json, training.png), and a TF Serving
+export (`tfqa.export`). It returns the numbers; the caller prints them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfqa.core.config import TrainConfig
+from tfqa.core.files import write_json_atomic
+from tfqa.core.metrics import squad_metrics
+from tfqa.core.progress import SILENT, Reporter
+from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, export_base, save_settings
+from tfqa.core.squad import load_squad, squad_version
+from tfqa.modeling.precision import float32_logits, precision
+from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
+from tfqa.training.callbacks import EvaluateEachEpoch, RecordHistory, training_callbacks
+from tfqa.training.fitting import fit
+from tfqa.training.presets import preset_of
+from tfqa.training.strategies import make_strategy, worker_outputs
+
+
+def load_examples(source: str, limit: int):
+    """The examples of a SQuAD file or TFDS name, only the first `limit` when it is not 0."""
+    examples = load_squad(source)
+    return examples[:limit] if limit else examples
+
+
+def build_model_and_tokenizer(config: TrainConfig, texts):
+    """The checkpoint named by the config, or the preset's own model (built with a vocab from `texts`)."""
+    preset = preset_of(config)
+    if preset is not None:
+        return preset.build(config, texts)
+    from tfqa.modeling.checkpoints import load_qa_model
+
+    return load_qa_model(config.model_name_or_path)
+
+
+def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream: bool = False,
+                  reporter: Reporter = SILENT):
+    """Features for `examples` with the config's window settings, through the cache when one is set.
+
+    `stream`: written to TFRecord shards in the cache and returned as
+    `tfqa.training.feature_shards.FeatureShards` (`fit` streams them; no window is kept in memory).
+    """
+    what = f"{purpose} questions" if purpose else "questions"
+    if not config.cache_dir:
+        return tokenize(examples, tokenizer, config.features, what, reporter)
+    from tfqa.training.feature_cache import cached_features
+    from tfqa.training.feature_shards import streamed_features
+
+    progress = reporter.progress(f"preparing the features of {len(examples):,} {what}")
+    features, reused = (streamed_features if stream else cached_features)(examples, tokenizer, config.cache_dir,
+                                                                          config.features)
+    reporter.line(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}")
+    progress.done(f" ({len(features):,} windows)")
+    return features
+
+
+def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+                       reporter: Reporter = SILENT, verbose: int = 2) -> dict:
+    """Trains and/or evaluates as configured; writes everything into `config.output_dir`.
+
+    Returns the final evaluation metrics (empty without evaluation), plus the
+    per-epoch history under "epochs" and the export's path under "export".
+    Progress and notes go to `reporter`; `verbose` is Keras' fit verbosity.
+    """
+    strategy = strategy or make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs that
+    backup = Path(config.output_dir) / BACKUP_DIR  # every worker's: tf-keras restores them all from backup/chief
+    with worker_outputs(config, strategy) as config:  # non-chief workers write into a temporary folder
+        return _train_and_evaluate(config, strategy, backup, reporter, verbose)
+
+
+def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, backup: Path, reporter: Reporter,
+                        verbose: int) -> dict:
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tf.keras.utils.set_random_seed(config.seed)
+
+    train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
+    eval_examples = load_examples(config.predict_file, config.max_eval_samples) if config.evaluate else []
+    if eval_examples:
+        decoding = config.for_squad_version(squad_version(eval_examples))
+        if decoding is not config:
+            reporter.note("the evaluation data has unanswerable questions; decoding as SQuAD 2.0")
+            config = decoding
+
+    with strategy.scope(), precision(config.mixed_precision):
+        texts = [e.context for e in train_examples] + [e.question for e in train_examples]
+        model, tokenizer = build_model_and_tokenizer(config, texts)
+        float32_logits(model)
+    replicas = strategy.num_replicas_in_sync
+    eval_batch = config.eval_batch_size * replicas
+    eval_features = make_features(eval_examples, tokenizer, config, "evaluation", reporter=reporter) \
+        if eval_examples else None
+
+    history, recorder = [], None
+    if train_examples:
+        features = make_features(train_examples, tokenizer, config, "training", stream=config.stream_features,
+                                 reporter=reporter)
+        evaluator = None if eval_features is None else EvaluateEachEpoch(eval_features, eval_examples, config,
+                                                                          eval_batch, reporter)
+        recorder = RecordHistory(out, {
+            "config": config.to_dict(), "train_questions": len(train_examples),
+            "train_windows": len(features), "eval_questions": len(eval_examples),
+            "eval_windows": len(eval_features) if eval_features is not None else 0, "replicas": replicas,
+            "global_batch": config.per_replica_batch_size * replicas}, evaluator, reporter)
+        reporter.line(f"training: {len(train_examples)} questions, {len(features)} windows, {replicas} replica(s), "
+                      f"global batch {config.per_replica_batch_size * replicas}")
+        trainee = model
+        if config.teacher_model:  # distillation: fit trains the student with a frozen teacher (tfqa.training.distill)
+            from tfqa.training.distill import with_teacher
+
+            trainee = with_teacher(model, tokenizer, config, strategy, probes=texts[:1])
+        try:
+            fit(trainee, features, config, strategy, training_callbacks(out, config, recorder, evaluator, backup),
+                verbose=verbose)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
+                recorder.stopped()
+            raise
+        history = recorder.epochs()
+
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    save_settings(out, config)
+
+    results: dict = {}
+    if eval_features is not None:
+        progress = reporter.progress(f"evaluating the final model on {len(eval_examples):,} questions "
+                                     f"({len(eval_features):,} windows)")
+        predictions, nbest, null_odds = predict_answers(model, eval_features, eval_examples, config.decoding,
+                                                        eval_batch, progress)
+        results = squad_metrics(eval_examples, predictions, na_probs=null_odds or None)
+        progress.done()
+        write_prediction_files(out, predictions, nbest, null_odds)
+        write_json_atomic(out / RESULTS_FILE, {**results, "epochs": history})
+    extra = {}
+    base = export_base(config)
+    if train_examples and base:
+        from tfqa.export.savedmodel import export_model, serving_config_from
+
+        progress = reporter.progress(f"exporting the SavedModel to {base}")
+        exported = export_model(model, tokenizer, serving_config_from(config), base)
+        progress.done(f": version {exported.version}, {exported.path}"
+                      + (f" ({exported.note})" if exported.note else ""))
+        extra["export"] = str(exported.path)
+    if recorder is not None:
+        recorder.finish(final=results or None, **extra)
+    return {**results, "epochs": history, **extra}
