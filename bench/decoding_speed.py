@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.baselines import loop_decode
+from tests.reference import loop_decode
 from bench.common import best_of, parse_bench_args
 from tfqa import decode_predictions, prepare_features
 

@@ -16,7 +16,7 @@ import numpy as np
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-from bench.baselines import standard_features  # noqa: E402
+from tests.reference import standard_features  # noqa: E402
 from bench.common import best_of, parse_bench_args  # noqa: E402
 from tfqa import prepare_features  # noqa: E402
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import make_example, tiny_examples
+from helpers import make_example, tiny_examples
 
 from tfqa.core.config import FeatureConfig
 from tfqa.training.feature_cache import cache_key, cached_features

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, squad_path
+from helpers import ROOT, squad_path
 
 from tfqa.apps.cli import main
 

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 import requests
-from serving_fixtures import ROOT, ThreadedServer, build_fake_qa_model, expected_answer, free_port
+from helpers import ROOT
+from serving_helpers import ThreadedServer, build_fake_qa_model, expected_answer, free_port
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import load_real, make_example, tiny_examples
+from helpers import load_real, make_example, tiny_examples
 
-from bench.baselines import loop_decode
+from reference import loop_decode
 from tfqa.core.decoding import _top_k, decode_predictions
 from tfqa.core.features import prepare_features
 from tfqa.core.metrics import squad_metrics

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import CORPUS, ROOT
-from serving_fixtures import ThreadedServer, build_fake_qa_model, free_port
+from helpers import CORPUS, ROOT
+from serving_helpers import ThreadedServer, build_fake_qa_model, free_port
 
 from tfqa.apps.cli import main
 from tfqa.apps.demo import MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, create_demo_app, to_answer

@@ -125,7 +125,7 @@ def _distill_step_losses(strategy, features, steps=3):
 def test_two_replicas_match_one_and_the_teacher_stays_frozen(wordpiece_tokenizer):
     import tensorflow as tf
 
-    from conftest import tiny_examples
+    from helpers import tiny_examples
     from tfqa import prepare_features
 
     assert len(tf.config.list_logical_devices("CPU")) == 2

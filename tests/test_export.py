@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import CORPUS, ROOT, tiny_examples
+from helpers import CORPUS, ROOT, tiny_examples
 from tfqa.core.decoding import decode_predictions
 from tfqa.export.savedmodel import KERAS_ENDPOINT, build_module, export_model
 from tfqa.export.versions import WARMUP_FILE, next_version
@@ -251,7 +251,7 @@ def minilm():
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", ["dev-v1.1.json.gz", "dev-v2.0-subset.json.gz"])
 def test_real_squad_token_ids_and_offsets_equal_hugging_face(minilm, name):
-    from tests.conftest import squad_path
+    from helpers import squad_path
     from tfqa import load_squad
 
     examples = load_squad(squad_path(name))
@@ -270,7 +270,7 @@ def test_real_squad_token_ids_and_offsets_equal_hugging_face(minilm, name):
 @pytest.mark.parametrize("name", ["dev-v1.1.json.gz", "dev-v2.0-subset.json.gz"])
 def test_real_squad_answers_equal_the_python_pipeline(minilm, name):
     """≥ 99.5 % equal answers on 160 real questions (many with multi-window contexts at 192 tokens)."""
-    from tests.conftest import squad_path
+    from helpers import squad_path
     from tfqa import load_squad
 
     model, tokenizer = minilm

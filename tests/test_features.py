@@ -6,9 +6,9 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import load_real, make_example, tiny_examples
+from helpers import load_real, make_example, tiny_examples
 
-from bench.baselines import standard_features
+from reference import standard_features
 from tfqa.core.features import FeatureConfig, _max_context_window, pair_template, prepare_features, window_starts
 from tfqa.core.metrics import normalize_answer
 

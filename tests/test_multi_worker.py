@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from tfqa.training.strategies import choose_strategy, is_chief, is_chief_task, parse_tf_config, training_tasks
 

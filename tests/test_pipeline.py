@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import tiny_examples
+from helpers import tiny_examples
 
 from tfqa.core.features import prepare_features
 from tfqa.modeling.pipeline import predict_dataset

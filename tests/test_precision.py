@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_examples
+from helpers import tiny_examples
 
 from tfqa.core.config import TrainConfig
 from tfqa.core.features import prepare_features

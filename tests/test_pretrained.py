@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import squad_path
+from helpers import squad_path
 
 
 @pytest.mark.slow

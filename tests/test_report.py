@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from tfqa.apps.cli import main
 from tfqa.core.config import TrainConfig
@@ -230,7 +230,7 @@ def test_progress_lines_are_throttled():
 
 
 def test_prepare_features_reports_progress_without_changing_the_features(wordpiece_tokenizer, monkeypatch):
-    from conftest import tiny_examples
+    from helpers import tiny_examples
 
     from tfqa.core import features
     from tfqa.core.features import prepare_features

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-from serving_fixtures import ThreadedServer, build_fake_qa_model, expected_answer, start_serve
+from serving_helpers import ThreadedServer, build_fake_qa_model, expected_answer, start_serve
 
 from tfqa.apps.cli import main
 from tfqa.rest.json_api import dumps, encode_outputs

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_examples
+from helpers import tiny_examples
 
 from tfqa.core.features import prepare_features
 from tfqa.training.datasets import stream_train_dataset, train_dataset

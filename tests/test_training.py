@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from tfqa.core.config import TrainConfig
 from tfqa.core.files import write_json_atomic
@@ -172,7 +172,7 @@ def test_two_replicas_match_one_at_the_same_global_batch(wordpiece_tokenizer):
     from tfqa import load_squad, prepare_features
 
     assert len(tf.config.list_logical_devices("CPU")) == 2
-    from conftest import tiny_examples
+    from helpers import tiny_examples
 
     features = prepare_features(tiny_examples() * 3, wordpiece_tokenizer, max_seq_length=64, doc_stride=16,
                                 max_query_length=16)
@@ -212,8 +212,8 @@ def test_help_lists_every_flag_with_its_default():
     proc = subprocess.run([sys.executable, "train_keras.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
-    for f in dataclasses.fields(TrainConfig):
-        assert f"--{f.name}" in text, f.name
+    for name in TrainConfig().to_dict():  # every setting, the composed FeatureConfig/DecodeConfig ones included
+        assert f"--{name}" in text, name
     for flag in ("--per_gpu_train_batch_size", "--model_type", "--do_lower_case", "(default: 3e-05)",
                  "(default: 384)", "(default: 128)", "(default: 'distilbert-base-uncased')"):
         assert flag in text, flag

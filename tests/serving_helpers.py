@@ -1,6 +1,6 @@
 """Test helpers for the serving tests: a fake QA SavedModel export and an in-thread uvicorn server.
 
-The fake model has the signatures of `tfqa/export.py`'s contract (names, inputs,
+The fake model has the signatures of `tfqa.export.savedmodel`'s contract (names, inputs,
 outputs, dtypes, shapes) but answers with plain string ops, so it builds in a
 second: `serving_default` answers with the first whitespace word of the context
 (the last word for models built with `word="last"`, to tell versions apart) and
@@ -10,14 +10,12 @@ checked against its request.
 
 from __future__ import annotations
 
-import os
+import socket
+import threading
+import time
+from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import socket  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from helpers import ROOT
 
 
 def expected_answer(question: str, context: str, word: str = "first", squad2: bool = True) -> dict:
@@ -127,9 +125,6 @@ class ThreadedServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_serve(*args: str, timeout: float = 120.0):
