@@ -30,6 +30,8 @@ def parse_train_args(argv: list[str] | None = None):
     parser = build_train_parser()
     early, _ = parser.parse_known_args(argv)
     preset = PRESETS.get(early.preset)
+    if early.preset and preset is None:
+        parser.error(f"argument --preset: invalid choice: {early.preset!r} (choose from {', '.join(PRESETS)})")
     if preset is not None:
         parser.set_defaults(**preset.defaults)
     config = from_args(parser.parse_args(argv))

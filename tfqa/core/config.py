@@ -27,8 +27,21 @@ def _flag(default, help: str, aliases: tuple[str, ...] = (), choices=None):
     return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices})
 
 
+class _SettingsGroup:
+    """A small frozen group of settings that can say what is wrong with its values."""
+
+    def problems(self) -> list[str]:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raises ValueError naming every problem (see `problems`)."""
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(_SettingsGroup):
     """Windowing settings; the defaults are the usual SQuAD fine-tuning ones."""
 
     max_seq_length: int = _flag(384, "tokens per window (question + context + special tokens)")
@@ -48,15 +61,9 @@ class FeatureConfig:
                             f"--max_query_length ({self.max_seq_length - self.max_query_length})")
         return problems
 
-    def validate(self) -> None:
-        """Raises ValueError naming every problem (see `problems`)."""
-        problems = self.problems()
-        if problems:
-            raise ValueError("; ".join(problems))
-
 
 @dataclass(frozen=True)
-class DecodeConfig:
+class DecodeConfig(_SettingsGroup):
     """How logits become answers (the Python decoder and the exported graph)."""
 
     n_best_size: int = _flag(20, "candidates per example kept in nbest_predictions.json")
@@ -72,12 +79,6 @@ class DecodeConfig:
             problems.append(f"--null_score_diff_threshold must be a finite number "
                             f"(got {self.null_score_diff_threshold})")
         return problems
-
-    def validate(self) -> None:
-        """Raises ValueError naming every problem (see `problems`)."""
-        problems = self.problems()
-        if problems:
-            raise ValueError("; ".join(problems))
 
 
 class ComposedSettings:
@@ -157,8 +158,8 @@ class TrainConfig(ComposedSettings):
     train_file: str = _flag("squad/v1.1:train", "SQuAD JSON (.json/.json.gz) or TFDS name for training")
     predict_file: str = _flag("squad/v1.1:validation", "SQuAD JSON or TFDS name for evaluation")
     output_dir: str = _flag("runs/squad", "where checkpoints, logs, predictions and the final model go")
-    preset: str = _flag("", "'smoke': offline run on a generated corpus with a tiny model (< 5 min on 2 CPUs)",
-                        choices=("", "smoke"))
+    preset: str = _flag("", "'smoke': offline run on a generated corpus with a tiny model (< 5 min on 2 CPUs); "
+                        "the presets are tfqa.training.presets")
     do_train: bool = _flag(False, "train (default when neither --do_train nor --do_eval is given: both)")
     do_eval: bool = _flag(False, "evaluate on --predict_file")
     do_lower_case: bool = _flag(False, "accepted for compatibility; casing follows the checkpoint's tokenizer")

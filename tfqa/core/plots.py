@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tfqa.core.metrics import exact_match_of
+
 # (history key, legend label, line style) of the per-epoch evaluation curves; HasAns/NoAns exist for SQuAD 2.0.
 EVAL_CURVES = (
     ("f1", "F1", dict(marker="o", linewidth=2.0, color="tab:blue")),
@@ -116,10 +118,8 @@ def _eval_panel(ax, rows: Sequence[dict]) -> None:
 
 
 def _metric(record: dict, key: str):
-    """A metric from an epoch record; "exact" is "exact_match" in SQuAD v1.1 results."""
-    value = record.get(key)
-    if value is None and key == "exact":
-        value = record.get("exact_match")
+    """A metric from an epoch record ("exact": the EM under either SQuAD version's name)."""
+    value = exact_match_of(record) if key == "exact" else record.get(key)
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfqa.core.errors import TfqaError
+
 _DELETE, _WRAP = 0, 1
 
 
-class NotWordPieceError(ValueError):
+class NotWordPieceError(TfqaError, ValueError):
     """The tokenizer is not BERT-style WordPiece, so it cannot run in the graph."""
 
 
