@@ -34,7 +34,7 @@ def test_window_starts_match_the_docstring_example():
 
 def test_max_context_worked_example():
     # "the man went to the store and bought a gallon of milk": windows of 5 tokens
-    # at 0, 3, 6 ... as in the comment in tfqa/features.py; "bought" (7) belongs to window C.
+    # at 0, 3, 6 ... as in the comment in tfqa/core/features.py; "bought" (7) belongs to window C.
     best = _max_context_window(12, [0, 3, 6, 9], 5)
     assert best[7] == 2
     assert best[0] == 0 and best[11] == 3
