@@ -10,7 +10,7 @@ import sys
 from tfqa.apps.console import CONSOLE
 from tfqa.core.config import add_to_parser, from_args
 from tfqa.core.errors import TfqaError
-from tfqa.core.run_dir import NULL_ODDS_FILE, PREDICTIONS_FILE, export_base
+from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, export_base
 from tfqa.core.squad import DataError
 
 PROG = "train_keras.py"
@@ -84,5 +84,5 @@ def closing_lines(config, results: dict) -> str:
              f"      python -m tfqa predict --model {out} --data FILE --output DIR"]
     if results.get("export"):
         lines.append(f"      python -m tfqa serve --model {export_base(config)}   (the SavedModel: {results['export']})")
-    lines.append(f"      tensorboard --logdir {out}/logs")
+    lines.append(f"      tensorboard --logdir {out}/{LOGS_DIR}")
     return "\n".join(lines)

@@ -8,12 +8,11 @@ the loss of every optimizer step, and the dev metrics when the run evaluates.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
-from tfqa.core.run_dir import HISTORY_FILE, PLOT_FILE, RESULTS_FILE, RunDirError
+from tfqa.core.run_dir import HISTORY_FILE, PLOT_FILE, RESULTS_FILE, RunDirError, read_run_json
 
 
 def step_losses_from_running_means(means: Sequence[float]) -> list[float]:
@@ -36,10 +35,9 @@ def step_losses_from_running_means(means: Sequence[float]) -> list[float]:
 def load_history(output_dir: str | Path) -> dict:
     """The run's history.json, or {} when there is none (or it cannot be read)."""
     try:
-        history = json.loads((Path(output_dir) / HISTORY_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_run_json(Path(output_dir) / HISTORY_FILE)
+    except RunDirError:
         return {}
-    return history if isinstance(history, dict) else {}
 
 
 def history_steps(history: dict) -> tuple[list[int], list[float]]:
@@ -77,10 +75,10 @@ def redraw_plot(output_dir: str | Path) -> Path:
     history = load_history(out)
     if not history.get("epochs"):
         try:
-            results = json.loads((out / RESULTS_FILE).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            results = read_run_json(out / RESULTS_FILE)
+        except RunDirError:
             results = {}
-        history = {"epochs": results.get("epochs") or []} if isinstance(results, dict) else {}
+        history = {"epochs": results.get("epochs") or []}
     if not history.get("epochs"):
         raise RunDirError(f"{output_dir}: nothing to plot (no epochs in {HISTORY_FILE} or {RESULTS_FILE})")
     return write_training_plot(out / PLOT_FILE, history, plot_title(output_dir, history))

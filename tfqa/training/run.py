@@ -90,10 +90,10 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
     eval_examples = load_examples(config.predict_file, config.max_eval_samples) if config.evaluate else []
     if eval_examples:
-        decoding = config.for_squad_version(squad_version(eval_examples))
-        if decoding is not config:
+        matched = config.for_squad_version(squad_version(eval_examples))
+        if matched is not config:
             reporter.note("the evaluation data has unanswerable questions; decoding as SQuAD 2.0")
-            config = decoding
+            config = matched
 
     with strategy.scope(), precision(config.mixed_precision):
         texts = [e.context for e in train_examples] + [e.question for e in train_examples]
