@@ -1,6 +1,6 @@
 """Fine-tune a QA model on SQuAD with Keras `fit`, evaluate it, and save it.
 
-    python train_keras.py --preset smoke          # offline: synthetic data, tiny model, < 5 minutes
+    python train_keras.py --preset smoke          # offline: synthetic data, tiny model (README: Measured)
     python train_keras.py                         # distilbert-base-uncased on SQuAD v1.1 (TFDS)
     python train_keras.py --help                  # every flag, with its default
 

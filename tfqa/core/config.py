@@ -158,7 +158,7 @@ class TrainConfig(ComposedSettings):
     train_file: str = _flag("squad/v1.1:train", "SQuAD JSON (.json/.json.gz) or TFDS name for training")
     predict_file: str = _flag("squad/v1.1:validation", "SQuAD JSON or TFDS name for evaluation")
     output_dir: str = _flag("runs/squad", "where checkpoints, logs, predictions and the final model go")
-    preset: str = _flag("", "'smoke': offline run on a generated corpus with a tiny model (< 5 min on 2 CPUs); "
+    preset: str = _flag("", "'smoke': offline run on a generated corpus with a tiny model; "
                         "the presets are tfqa.training.presets")
     do_train: bool = _flag(False, "train (default when neither --do_train nor --do_eval is given: both)")
     do_eval: bool = _flag(False, "evaluate on --predict_file")

@@ -1,6 +1,6 @@
 """Presets: a named set of flag defaults, the data they train on and how they build their model.
 
-`--preset smoke` is the offline run a fresh clone can do in about a minute:
+`--preset smoke` is the offline run a fresh clone can do first:
 a synthetic SQuAD 2.0-style corpus (`tfqa.core.synthetic`) written into the
 output folder, a WordPiece vocab trained on it, and a tiny DistilBERT built
 from scratch (`tfqa.modeling.checkpoints.tiny_distilbert`). Everything that
