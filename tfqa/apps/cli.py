@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tfqa.apps.console import CONSOLE
+from tfqa.apps.quiet import quiet_startup
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
@@ -197,9 +198,14 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                         "answer, or repair it when the text occurs nearby (default: %(default)s)")
 
 
+def _prog() -> str:
+    """How the user called us: `tfqa` (the console script) or `python -m tfqa`."""
+    return "tfqa" if Path(sys.argv[0]).name == "tfqa" else "python -m tfqa"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole `python -m tfqa` parser (commands are sub-parsers)."""
-    parser = argparse.ArgumentParser(prog="python -m tfqa", description="Extractive question answering tools.")
+    parser = argparse.ArgumentParser(prog=_prog(), description="Extractive question answering tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("evaluate", help="score predictions with the official SQuAD v1.1/v2.0 metrics",
@@ -294,11 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="also show TensorFlow's and transformers' start-up and loading messages")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m tfqa`; returns the exit status."""
+    """Entry point of `python -m tfqa` and of the `tfqa` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    quiet_startup(verbose="--verbose" in argv)  # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -155,6 +155,10 @@ class TrainConfig(ComposedSettings):
     model_name_or_path: str = _flag("distilbert-base-uncased", "hub name or local directory of the pretrained "
                                     "checkpoint (TF tf_model.h5 or PyTorch safetensors)")
     model_type: str = _flag("", "accepted for compatibility; the architecture is read from the checkpoint's config")
+    config_name: str = _flag("", "model config (hub name or folder) when not the one of --model_name_or_path")
+    tokenizer_name: str = _flag("", "tokenizer (hub name or folder) when not the one of --model_name_or_path")
+    data_dir: str = _flag("", "folder that relative --train_file/--predict_file names are read from; alone, its "
+                          "train-v1.1.json and dev-v1.1.json (v2.0 with --version_2_with_negative), as in run_squad.py")
     train_file: str = _flag("squad/v1.1:train", "SQuAD JSON (.json/.json.gz) or TFDS name for training")
     predict_file: str = _flag("squad/v1.1:validation", "SQuAD JSON or TFDS name for evaluation")
     output_dir: str = _flag("runs/squad", "where checkpoints, logs, predictions and the final model go")
@@ -166,9 +170,15 @@ class TrainConfig(ComposedSettings):
     per_replica_batch_size: int = _flag(12, "training batch per device; the global batch is this × replicas",
                                         aliases=("--per_gpu_train_batch_size", "--per_device_train_batch_size"))
     eval_batch_size: int = _flag(64, "evaluation batch per device", aliases=("--per_gpu_eval_batch_size",))
+    gradient_accumulation_steps: int = _flag(1, "average the gradients of N batches of --per_gpu_train_batch_size "
+                                             "before each optimizer step (the effective batch is N times larger; "
+                                             "steps count optimizer steps)")
     learning_rate: float = _flag(3e-5, "peak learning rate of AdamW")
+    adam_epsilon: float = _flag(1e-8, "epsilon of AdamW")
     num_train_epochs: float = _flag(2.0, "training epochs (fractions allowed)")
+    max_steps: int = _flag(-1, "if > 0: train exactly this many optimizer steps (overrides --num_train_epochs)")
     warmup_ratio: float = _flag(0.1, "fraction of the steps spent warming the learning rate up linearly")
+    warmup_steps: int = _flag(0, "if > 0: warm the learning rate up over this many steps (overrides --warmup_ratio)")
     weight_decay: float = _flag(0.01, "AdamW weight decay (not applied to LayerNorm and bias)")
     max_grad_norm: float = _flag(1.0, "clip gradients to this global norm (0: no clipping)")
     seed: int = _flag(42, "random seed (shuffling, initialisation, dropout)")
@@ -179,11 +189,15 @@ class TrainConfig(ComposedSettings):
     mixed_precision: str = _flag("no", "Keras mixed precision: fp16 (with loss scaling; GPUs), bf16 (GPUs/TPUs, "
                                  "recent CPUs); logits and loss stay float32", choices=("no", "fp16", "bf16"))
     cache_dir: str = _flag("", "keep tokenized features here as TFRecord files and reuse them "
-                            "(keyed by a hash of data, tokenizer and settings)")
+                            "(keyed by a hash of data, tokenizer and settings; run_squad.py's downloaded-model cache "
+                            "is HF_HOME here)")
+    overwrite_cache: bool = _flag(False, "with --cache_dir: tokenize again and replace the cached features")
     stream_features: bool = _flag(False, "with --cache_dir: write the training features there as sharded TFRecord "
                                   "files, tokenized in chunks, and train streaming from them (memory stays flat "
                                   "as the data grows)")
     logging_steps: int = _flag(50, "log the training loss to TensorBoard every N steps")
+    save_steps: int = _flag(0, "also save the weights every N optimizer steps into checkpoints/ (0: after every "
+                            "epoch only)")
     strategy: str = _flag("auto", "tf.distribute strategy: auto = multi_worker when TF_CONFIG names several "
                           "workers, a TPU when attached, else mirrored over the GPUs (see tfqa.training.strategies)",
                           choices=("auto", "mirrored", "multi_worker", "tpu", "one_device"))
@@ -206,10 +220,11 @@ class TrainConfig(ComposedSettings):
     def validate(self) -> list[str]:
         """Problems with the values, as messages (empty when fine); checked before any heavy work."""
         problems = self.features.problems() + self.decoding.problems()
-        for name in ("per_replica_batch_size", "eval_batch_size", "logging_steps"):
+        for name in ("per_replica_batch_size", "eval_batch_size", "logging_steps", "gradient_accumulation_steps"):
             if getattr(self, name) <= 0:
                 problems.append(f"--{name} must be positive (got {getattr(self, name)})")
-        for name in ("max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm"):
+        for name in ("max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm", "warmup_steps",
+                     "save_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"--{name} must not be negative (got {getattr(self, name)})")
         if self.learning_rate <= 0 or self.num_train_epochs <= 0:
@@ -226,9 +241,40 @@ class TrainConfig(ComposedSettings):
             problems.append(f"--distill_temperature must be positive (got {self.distill_temperature})")
         if self.teacher_model and not Path(self.teacher_model).is_dir():
             problems.append(f"--teacher_model {self.teacher_model}: no such directory")
+        if not 0 < self.adam_epsilon < 1:
+            problems.append(f"--adam_epsilon must be in (0, 1) (got {self.adam_epsilon})")
+        if self.gradient_accumulation_steps > 1 and self.teacher_model:
+            problems.append("--gradient_accumulation_steps cannot be combined with --teacher_model")
+        if self.data_dir and not Path(self.data_dir).is_dir():
+            problems.append(f"--data_dir {self.data_dir}: no such directory")
         if self.stream_features and not self.cache_dir:
             problems.append("--stream_features needs --cache_dir (the feature shards are written there)")
         return problems
+
+    def with_data_dir(self) -> "TrainConfig":
+        """The data files as run_squad.py finds them with --data_dir (the config itself without one).
+
+        Relative --train_file/--predict_file names are read from the folder; a file
+        left at its TFDS default becomes the folder's official SQuAD file name,
+        e.g. --data_dir squad → squad/train-v1.1.json and squad/dev-v1.1.json.
+        """
+        if not self.data_dir:
+            return self
+        version = "2.0" if self.version_2_with_negative else "1.1"
+        defaults = {"train_file": f"train-v{version}.json", "predict_file": f"dev-v{version}.json"}
+        changes = {}
+        for name, official in defaults.items():
+            value = getattr(self, name)
+            if value == _default(name):
+                changes[name] = str(Path(self.data_dir) / official)
+            elif not is_tfds_name(value) and not Path(value).is_absolute():
+                changes[name] = str(Path(self.data_dir) / value)
+        return self.replace(**changes)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Examples per optimizer step on one replica: the batch × --gradient_accumulation_steps."""
+        return self.per_replica_batch_size * self.gradient_accumulation_steps
 
     @property
     def train(self) -> bool:
@@ -237,6 +283,10 @@ class TrainConfig(ComposedSettings):
     @property
     def evaluate(self) -> bool:
         return self.do_eval or not (self.do_train or self.do_eval)
+
+
+def _default(name: str):
+    return next(f.default for f in _flat_fields(TrainConfig) if f.name == name)
 
 
 def _flat_fields(cls):

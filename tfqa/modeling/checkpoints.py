@@ -21,20 +21,27 @@ class ModelLoadError(TfqaError, RuntimeError):
 HUB_HOST = "huggingface.co"
 
 
-def load_qa_model(name_or_path: str):
+def load_qa_model(name_or_path: str, config_name: str = "", tokenizer_name: str = ""):
     """(model, tokenizer) from a hub name or a local checkpoint directory.
+
+    `config_name` / `tokenizer_name` (run_squad.py's flags) take the model
+    config or the tokenizer from another name or folder.
 
     When the hub cannot be reached, only the local Hugging Face cache is tried:
     otherwise the hub client retries for about a minute before giving up.
     """
-    from transformers import AutoTokenizer, TFAutoModelForQuestionAnswering
+    from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
 
     from tfqa.core.squad import host_reachable
 
-    local_only = not os.path.isdir(name_or_path) and not host_reachable(HUB_HOST)
+    names = [name_or_path, config_name, tokenizer_name]
+    local_only = not all(os.path.isdir(n) for n in names if n) and not host_reachable(HUB_HOST)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, local_files_only=local_only)
-        model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or name_or_path, use_fast=True,
+                                                  local_files_only=local_only)
+        config = AutoConfig.from_pretrained(config_name, local_files_only=local_only) if config_name else None
+        model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, config=config,
+                                                               local_files_only=local_only)
     except (OSError, ValueError) as e:
         offline = not os.path.isdir(name_or_path)
         hint = (f"could not download '{name_or_path}' from the Hugging Face hub (is there a network?); "

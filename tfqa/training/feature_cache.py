@@ -42,12 +42,15 @@ def cache_key(examples, tokenizer, config: FeatureConfig) -> str:
 
 
 def cached_features(examples, tokenizer, cache_dir: str | os.PathLike,
-                    config: FeatureConfig) -> tuple[Features, bool]:
-    """(features, reused): read from `cache_dir` when an entry matches, else prepared and stored there."""
+                    config: FeatureConfig, overwrite: bool = False) -> tuple[Features, bool]:
+    """(features, reused): read from `cache_dir` when an entry matches, else prepared and stored there.
+
+    `overwrite` (--overwrite_cache): prepare and store them again even when an entry matches.
+    """
     folder = Path(cache_dir)
     key = cache_key(examples, tokenizer, config)
     records, meta = folder / f"features-{key}.tfrecord", folder / f"features-{key}.json"
-    if meta.exists():
+    if meta.exists() and not overwrite:
         return read_features(records, json.loads(meta.read_text())), True
     features = prepare_features(examples, tokenizer, config=config)
     folder.mkdir(parents=True, exist_ok=True)

@@ -142,12 +142,14 @@ def write_shards(chunks: Iterable[Sequence], num_questions: int, tokenizer, fold
 
 def streamed_features(examples, tokenizer, cache_dir: str | os.PathLike, config: FeatureConfig,
                       num_shards: int | None = None, chunk_size: int = CHUNK_QUESTIONS,
-                      progress: Callable[[str], None] | None = None) -> tuple[FeatureShards, bool]:
+                      progress: Callable[[str], None] | None = None,
+                      overwrite: bool = False) -> tuple[FeatureShards, bool]:
     """(shards, reused): the entry for `examples` in `cache_dir`, written first when there is none.
 
     `examples` is a sequence of examples, or a function returning an iterable of
     example lists (called twice: once to key the entry, once to write it) for
-    data that should never be in memory all at once either.
+    data that should never be in memory all at once either. `overwrite` (--overwrite_cache)
+    writes the entry again even when one exists.
     """
     if callable(examples):
         sizes: list[int] = []
@@ -158,7 +160,7 @@ def streamed_features(examples, tokenizer, cache_dir: str | os.PathLike, config:
         key = cache_key(examples, tokenizer, config)
         chunks = lambda: chunked(examples, chunk_size)  # noqa: E731
     folder = Path(cache_dir) / f"features-{key}"
-    shards = FeatureShards.load(folder)
+    shards = None if overwrite else FeatureShards.load(folder)
     if shards is not None:
         return shards, True
     count = num_shards or default_num_shards(num_questions)

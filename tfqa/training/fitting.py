@@ -12,16 +12,18 @@ import tensorflow as tf
 
 from tfqa.core.config import TrainConfig
 from tfqa.modeling.pipeline import input_names
+from tfqa.training.accumulation import accumulate_gradients
 from tfqa.training.datasets import train_dataset
 
 
 def make_optimizer(config: TrainConfig, total_steps: int):
-    """AdamW: linear warmup over `warmup_ratio` of the steps, then linear decay to 0."""
+    """AdamW: linear warmup over `warmup_steps` (else `warmup_ratio` of the steps), then linear decay to 0."""
     from transformers import create_optimizer
 
     optimizer, _ = create_optimizer(
         init_lr=config.learning_rate, num_train_steps=total_steps,
-        num_warmup_steps=int(config.warmup_ratio * total_steps), weight_decay_rate=config.weight_decay,
+        num_warmup_steps=config.warmup_steps or int(config.warmup_ratio * total_steps),
+        weight_decay_rate=config.weight_decay, adam_epsilon=config.adam_epsilon,
         adam_global_clipnorm=config.max_grad_norm or None)
     return optimizer
 
@@ -30,17 +32,25 @@ def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, 
         verbose: int = 2) -> tf.keras.callbacks.History:
     """Compiles `model` with the AdamW schedule and fits it on `features` for `config.num_train_epochs`.
 
-    The global batch is `per_replica_batch_size` × replicas; a fractional epoch
-    count trains that fraction of the data in the last epoch. `jit_compile`
-    drops the last partial batch so that XLA sees one shape and compiles once.
-    `verbose` is Keras' (1: a progress bar on stdout, 2: one line per epoch).
+    A step is an optimizer step over the global batch: `per_replica_batch_size`
+    × `gradient_accumulation_steps` × replicas. A fractional epoch count trains
+    that fraction of the data in the last epoch; `max_steps` > 0 trains exactly
+    that many steps instead, in whole passes plus a last shorter epoch (e.g. 300
+    steps of 127 a pass: 3 epochs of 100). `jit_compile` drops the last partial
+    batch so that XLA sees one shape and compiles once. `verbose` is Keras' own
+    output (0 for tfqa's progress callback, 1: a progress bar on stdout, 2: one line per epoch).
     """
-    global_batch = config.per_replica_batch_size * strategy.num_replicas_in_sync
+    global_batch = config.effective_batch_size * strategy.num_replicas_in_sync
     steps_per_pass = max(1, math.ceil(len(features) / global_batch))
-    total_steps = max(1, round(config.num_train_epochs * steps_per_pass))
-    epochs = max(1, math.ceil(config.num_train_epochs))
+    if config.max_steps > 0:
+        total_steps = config.max_steps
+        epochs = math.ceil(total_steps / steps_per_pass)
+    else:
+        total_steps = max(1, round(config.num_train_epochs * steps_per_pass))
+        epochs = max(1, math.ceil(config.num_train_epochs))
     with strategy.scope():
         model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
+    accumulate_gradients(model, config.gradient_accumulation_steps)
     # The logged loss is already the global mean on every worker; tf-keras' default ("auto" → "sum") adds it
     # up over MultiWorkerMirroredStrategy workers (2 workers: 2× the loss). No effect on one machine.
     model.distribute_reduction_method = "first"

@@ -43,7 +43,8 @@ def build_model_and_tokenizer(config: TrainConfig, texts):
         return preset.build(config, texts)
     from tfqa.modeling.checkpoints import load_qa_model
 
-    return load_qa_model(config.model_name_or_path)
+    return load_qa_model(config.model_name_or_path, config_name=config.config_name,
+                         tokenizer_name=config.tokenizer_name)
 
 
 def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream: bool = False,
@@ -61,7 +62,8 @@ def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream
 
     progress = reporter.progress(f"preparing the features of {len(examples):,} {what}")
     features, reused = (streamed_features if stream else cached_features)(examples, tokenizer, config.cache_dir,
-                                                                          config.features)
+                                                                          config.features,
+                                                                          overwrite=config.overwrite_cache)
     reporter.line(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}")
     progress.done(f" ({len(features):,} windows)")
     return features
