@@ -63,6 +63,8 @@ def cmd_evaluate(args) -> int:
     from tfqa.core.metrics import check_predictions, squad_metrics
 
     examples, report = read_squad(args.data_file, misaligned=args.misaligned)
+    if args.max_samples:  # what train_keras.py --max_eval_samples scored
+        examples = examples[:args.max_samples]
     predictions = _load_predictions(args.predictions)
     coverage = check_predictions(examples, predictions)
     if len(coverage.unknown) == len(predictions) and predictions:
@@ -122,7 +124,7 @@ def cmd_predict(args) -> int:
     predictions, nbest, null_odds = predict_answers(model, features, examples, config.decoding, args.batch_size,
                                                     reporter=CONSOLE)
     write_prediction_files(Path(args.output), predictions, nbest, null_odds)
-    CONSOLE.line(f"{len(predictions)} predictions written to {args.output}/")
+    CONSOLE.line(f"{len(predictions)} predictions written to {Path(args.output)}/")
     return 0
 
 
@@ -220,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics to use; auto picks 2.0 when the data has unanswerable questions "
                         "(default: %(default)s)")
     p.add_argument("--output", default=None, help="also write the results JSON to this file (atomically)")
+    p.add_argument("--max-samples", "--max_samples", dest="max_samples", type=int, default=0,
+                   help="score only the first N questions of the data, as train_keras.py --max_eval_samples N does "
+                        "(default: all)")
     _add_data_options(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -175,7 +175,7 @@ def format_report(report: dict) -> str:
     kind = " / ".join(p for p in (model["model_type"], model["architecture"]) if p)
     lines.append(f"  model     {model['model_name_or_path'] or '?'}" + (f": {kind}" if kind else "")
                  + (f", {shape}" if shape else ""))
-    schedule = f"{_num(s['epochs'])} epochs"
+    schedule = f"{_num(s['epochs'])} epoch{'' if s['epochs'] == 1 else 's'}"
     if s["steps_per_epoch"]:
         schedule += f" × {s['steps_per_epoch']:,} steps"
     if s["steps_trained"]:

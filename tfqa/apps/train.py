@@ -6,11 +6,14 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from tfqa.apps.console import CONSOLE
+from tfqa.apps.quiet import quiet_startup
+from tfqa.apps.run_squad_flags import add_run_squad_flags, notes
 from tfqa.core.config import add_to_parser, from_args
 from tfqa.core.errors import TfqaError
-from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, export_base
+from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, clear_run, export_base, finished_run
 from tfqa.core.squad import DataError
 
 PROG = "train_keras.py"
@@ -18,13 +21,21 @@ PROG = "train_keras.py"
 
 def build_train_parser() -> argparse.ArgumentParser:
     """The `train_keras.py` parser: one option per TrainConfig setting."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune, evaluate and save a QA model.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune, evaluate and save a QA model. Every flag "
+                                     "of Transformers' legacy run_squad.py is accepted.")
     add_to_parser(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's and transformers' start-up and loading messages")
+    add_run_squad_flags(parser)
     return parser
 
 
 def parse_train_args(argv: list[str] | None = None):
-    """The TrainConfig of a command line; a `--preset` first sets its defaults (flags still override them)."""
+    """(TrainConfig, the parsed arguments) of a command line; a `--preset` first sets its defaults.
+
+    Flags still override a preset's defaults. Nothing is written: the preset's
+    data is written by `train_main` once the settings are valid.
+    """
     from tfqa.training.presets import PRESETS
 
     parser = build_train_parser()
@@ -34,25 +45,48 @@ def parse_train_args(argv: list[str] | None = None):
         parser.error(f"argument --preset: invalid choice: {early.preset!r} (choose from {', '.join(PRESETS)})")
     if preset is not None:
         parser.set_defaults(**preset.defaults)
-    config = from_args(parser.parse_args(argv))
-    return preset.prepare_data(config) if preset is not None else config
+    args = parser.parse_args(argv)
+    config = from_args(args).with_data_dir()
+    changes = {"output_dir": str(Path(config.output_dir))}  # printed paths: "runs/x/" + name, never "runs/x//name"
+    if args.fp16:
+        changes["mixed_precision"] = "fp16"
+    return config.replace(**changes), args
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """Entry of `train_keras.py`: parse, check, run; one-line errors and exit status 2 on bad input."""
-    config = parse_train_args(argv)
+    """Entry of `train_keras.py` and `tfqa-train`: parse, check, run; one-line errors and exit status 2 on bad input.
+
+    Nothing is created before the settings are valid and the output folder may be used.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    quiet_startup(verbose=bool({"--verbose", "--verbose_logging"} & set(argv)))  # before TensorFlow is imported
+    config, args = parse_train_args(argv)
     problems = config.validate()
+    if config.train and finished_run(config.output_dir) and not args.overwrite_output_dir:
+        problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
+                        "train into it again, or choose another folder")
     if problems:
         for problem in problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
+    for line in notes(args):
+        CONSOLE.note(line)
+    if args.no_cuda:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when TensorFlow starts, which it has not yet
+    if config.train and args.overwrite_output_dir:
+        clear_run(config.output_dir)
+    from tfqa.training.presets import preset_of
+
+    preset = preset_of(config)
+    if preset is not None:
+        config = preset.prepare_data(config)
     from tfqa.modeling.checkpoints import ModelLoadError
     from tfqa.training.callbacks import TrainingError
     from tfqa.training.run import train_and_evaluate
 
     try:
-        # Keras' progress bar on a person's terminal, one line per epoch in CI logs.
-        results = train_and_evaluate(config, reporter=CONSOLE, verbose=2 if os.environ.get("CI") else 1)
+        # verbose=0: Keras' own bar would write to stdout; tfqa's progress lines go to stderr.
+        results = train_and_evaluate(config, reporter=CONSOLE, verbose=0)
     except ModelLoadError as e:
         print(f"{PROG}: error: {e}\n  Offline? Try the self-contained run: python train_keras.py --preset smoke",
               file=sys.stderr)
@@ -74,15 +108,17 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def closing_lines(config, results: dict) -> str:
     """Where the outputs are and the commands to look at them next."""
-    out = config.output_dir
+    out = Path(config.output_dir)
     lines = [f"\nDone. Outputs in {out}/: the model and tokenizer (save_pretrained), predictions.json, "
              f"nbest_predictions.json, eval_results.json, history.json and training.png (loss per step, dev EM/F1 "
              f"per epoch), checkpoints/, logs/ (TensorBoard).",
              f"Next: python -m tfqa inspect {out}",
-             f"      python -m tfqa evaluate {config.predict_file} {out}/{PREDICTIONS_FILE}"
-             + (f" --na-prob-file {out}/{NULL_ODDS_FILE}" if config.version_2_with_negative else ""),
+             f"      python -m tfqa evaluate {config.predict_file} {out / PREDICTIONS_FILE}"
+             + (f" --na-prob-file {out / NULL_ODDS_FILE}" if config.version_2_with_negative else "")
+             # the run scored only the first N questions: so does the command that reproduces its numbers
+             + (f" --max-samples {config.max_eval_samples}" if config.max_eval_samples else ""),
              f"      python -m tfqa predict --model {out} --data FILE --output DIR"]
     if results.get("export"):
         lines.append(f"      python -m tfqa serve --model {export_base(config)}   (the SavedModel: {results['export']})")
-    lines.append(f"      tensorboard --logdir {out}/{LOGS_DIR}")
+    lines.append(f"      tensorboard --logdir {out / LOGS_DIR}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from tfqa.core.config import TrainConfig
@@ -45,6 +46,32 @@ def checkpoint_path(output_dir: str | os.PathLike, epoch: int | str) -> Path:
     """The per-epoch weights file (`epoch` may be Keras' "{epoch:02d}" placeholder)."""
     name = f"epoch-{epoch}.h5" if isinstance(epoch, str) else f"epoch-{epoch:02d}.h5"
     return Path(output_dir) / CHECKPOINTS_DIR / name
+
+
+def step_checkpoint_path(output_dir: str | os.PathLike) -> Path:
+    """The --save_steps weights files, with Keras' placeholders: checkpoints/epoch-01-step-00500.h5."""
+    return Path(output_dir) / CHECKPOINTS_DIR / "epoch-{epoch:02d}-step-{batch:05d}.h5"
+
+
+def finished_run(output_dir: str | os.PathLike) -> bool:
+    """Whether `output_dir` holds a training run that ran to its end (history.json has its final entry).
+
+    An interrupted run has no final entry yet: the same command resumes it.
+    """
+    path = Path(output_dir) / HISTORY_FILE
+    try:
+        return "final" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def clear_run(output_dir: str | os.PathLike) -> None:
+    """Removes what a training run wrote into `output_dir` (--overwrite_output_dir); other files stay."""
+    out = Path(output_dir)
+    for name in (*RUN_FILES, PLOT_FILE, PREDICTIONS_FILE, NBEST_FILE, NULL_ODDS_FILE):
+        (out / name).unlink(missing_ok=True)
+    for name in (CHECKPOINTS_DIR, LOGS_DIR, BACKUP_DIR, DEFAULT_EXPORT):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def export_base(config: TrainConfig) -> str:

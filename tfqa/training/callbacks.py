@@ -19,7 +19,7 @@ from tfqa.core.files import write_json_atomic
 from tfqa.core.history import load_history, plot_title, step_losses_from_running_means, write_training_plot
 from tfqa.core.metrics import exact_match_of, squad_metrics
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.core.run_dir import BACKUP_DIR, HISTORY_FILE, LOGS_DIR, PLOT_FILE, checkpoint_path
+from tfqa.core.run_dir import BACKUP_DIR, HISTORY_FILE, LOGS_DIR, PLOT_FILE, checkpoint_path, step_checkpoint_path
 from tfqa.modeling.prediction import predict_answers
 
 
@@ -37,6 +37,31 @@ class StopOnNaN(tf.keras.callbacks.Callback):
                                 "or check the data")
 
 
+class TrainingProgress(tf.keras.callbacks.Callback):
+    """Training progress through a Reporter (stderr), in place of Keras' progress bar (stdout).
+
+    One `Progress` per epoch: "epoch 2/4: training 127 steps … step 60/127, loss 0.9573 (5 s)" at most
+    every few seconds, then "… done in 11 s: loss 0.6642".
+    """
+
+    def __init__(self, reporter: Reporter = SILENT, every: float = 5.0):
+        super().__init__()
+        self.reporter, self.every, self.progress = reporter, every, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps = self.params.get("steps") or 0
+        self.progress = self.reporter.progress(f"epoch {epoch + 1}/{self.params.get('epochs')}: training "
+                                               f"{self.steps:,} steps", self.every)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        self.progress.update(f"step {batch + 1:,}/{self.steps:,}" + (f", loss {loss:.4f}" if loss is not None else ""))
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        self.progress.done(f": loss {loss:.4f}" if loss is not None else "")
+
+
 class EvaluateEachEpoch(tf.keras.callbacks.Callback):
     """Scores the dev set after every epoch; adds `eval_exact`/`eval_f1` to the epoch logs."""
 
@@ -47,8 +72,6 @@ class EvaluateEachEpoch(tf.keras.callbacks.Callback):
         self.history: list[dict] = []
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.params.get("verbose") == 1:  # Keras' progress bar (stdout) is mid-line until the epoch's end
-            print(flush=True)
         progress = self.reporter.progress(f"epoch {epoch + 1}: evaluating {len(self.examples):,} questions "
                                           f"({len(self.features):,} windows)")
         predictions, _, null_odds = predict_answers(self.model, self.features, self.examples, self.config.decoding,
@@ -137,23 +160,27 @@ def _finite(value, digits: int | None = None):
 
 
 def training_callbacks(output_dir: str | Path, config: TrainConfig, recorder: RecordHistory,
-                       evaluator: EvaluateEachEpoch | None = None, backup_dir: str | Path | None = None) -> list:
+                       evaluator: EvaluateEachEpoch | None = None, backup_dir: str | Path | None = None,
+                       reporter: Reporter = SILENT) -> list:
     """The run's callbacks, in the order they must run at each epoch's end.
 
-    1. StopOnNaN: a NaN loss ends the run before anything records it.
+    1. StopOnNaN: a NaN loss ends the run before anything records it; TrainingProgress says the epoch is done.
     2. EvaluateEachEpoch (with dev data): the epoch's EM/F1 go into the logs...
     3. RecordHistory: ...which it writes to history.json/training.png...
     4. BackupAndRestore: ...before the backup marks the epoch done, so a resumed
        run never lacks an epoch in its history.
-    5. ModelCheckpoint and TensorBoard: the epoch's weights and logs.
+    5. ModelCheckpoint and TensorBoard: the epoch's weights (and every --save_steps steps') and logs.
     `backup_dir` defaults to OUTPUT_DIR/backup (every worker's, see `tfqa.training.strategies`).
     """
     out = Path(output_dir)
     return [
         StopOnNaN(),
+        TrainingProgress(reporter),
         *([evaluator] if evaluator is not None else []),
         recorder,
         tf.keras.callbacks.BackupAndRestore(str(backup_dir or out / BACKUP_DIR)),  # a restarted run resumes here
         tf.keras.callbacks.ModelCheckpoint(str(checkpoint_path(out, "{epoch:02d}")), save_weights_only=True),
+        *([tf.keras.callbacks.ModelCheckpoint(str(step_checkpoint_path(out)), save_weights_only=True,
+                                              save_freq=config.save_steps)] if config.save_steps else []),
         tf.keras.callbacks.TensorBoard(str(out / LOGS_DIR), update_freq=config.logging_steps),
     ]

@@ -86,7 +86,6 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
 def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, backup: Path, reporter: Reporter,
                         verbose: int) -> dict:
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(config.seed)
 
     train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
@@ -101,6 +100,8 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         texts = [e.context for e in train_examples] + [e.question for e in train_examples]
         model, tokenizer = build_model_and_tokenizer(config, texts)
         float32_logits(model)
+    # The folder appears once the data and the model have loaded: a run that fails on them leaves nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
     replicas = strategy.num_replicas_in_sync
     eval_batch = config.eval_batch_size * replicas
     eval_features = make_features(eval_examples, tokenizer, config, "evaluation", reporter=reporter) \
@@ -116,16 +117,17 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
             "config": config.to_dict(), "train_questions": len(train_examples),
             "train_windows": len(features), "eval_questions": len(eval_examples),
             "eval_windows": len(eval_features) if eval_features is not None else 0, "replicas": replicas,
-            "global_batch": config.per_replica_batch_size * replicas}, evaluator, reporter)
+            "global_batch": config.effective_batch_size * replicas}, evaluator, reporter)
         reporter.line(f"training: {len(train_examples)} questions, {len(features)} windows, {replicas} replica(s), "
-                      f"global batch {config.per_replica_batch_size * replicas}")
+                      f"global batch {config.effective_batch_size * replicas}")
         trainee = model
         if config.teacher_model:  # distillation: fit trains the student with a frozen teacher (tfqa.training.distill)
             from tfqa.training.distill import with_teacher
 
             trainee = with_teacher(model, tokenizer, config, strategy, probes=texts[:1])
         try:
-            fit(trainee, features, config, strategy, training_callbacks(out, config, recorder, evaluator, backup),
+            fit(trainee, features, config, strategy, training_callbacks(out, config, recorder, evaluator, backup,
+                                                                        reporter),
                 verbose=verbose)
         except BaseException:
             with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
