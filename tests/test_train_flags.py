@@ -52,3 +52,116 @@ def test_data_dir_finds_the_official_file_names(tmp_path):
     assert (config.train_file, config.predict_file) == (str(tmp_path / "mine.json"), str(tmp_path / "dev-v2.0.json"))
     assert TrainConfig(train_file="squad/v1.1:train", data_dir=str(tmp_path)).with_data_dir().train_file \
         == str(tmp_path / "train-v1.1.json")
+
+
+RUN_SQUAD = ("--model_type distilbert --model_name_or_path distilbert-base-uncased --do_train --do_eval --do_lower_case "
+             "--per_gpu_train_batch_size 12 --learning_rate 3e-5 --num_train_epochs 2.0 --max_seq_length 64 "
+             "--doc_stride 24 --max_query_length 16 --gradient_accumulation_steps 2 --warmup_steps 1 --max_steps 3 "
+             "--save_steps 2 --logging_steps 1 --per_gpu_eval_batch_size 64 --n_best_size 10 --max_answer_length 20 "
+             "--null_score_diff_threshold 0.5 --version_2_with_negative --evaluate_during_training "
+             "--eval_all_checkpoints --threads 4 --seed 7 --adam_epsilon 1e-6 --weight_decay 0.0 --max_grad_norm 1.0 "
+             "--overwrite_cache --overwrite_output_dir --local_rank -1 --fp16_opt_level O1 --no_cuda "
+             "--server_ip '' --server_port '' --lang_id 0 --config_name '' --tokenizer_name '' --verbose_logging")
+
+
+def test_every_run_squad_flag_is_accepted():
+    import shlex
+
+    from tfqa.apps.run_squad_flags import notes
+    from tfqa.apps.train import parse_train_args
+
+    config, args = parse_train_args(shlex.split(RUN_SQUAD) + ["--fp16", "--output_dir", "/tmp/debug_squad/"])
+    assert config.mixed_precision == "fp16" and config.output_dir == "/tmp/debug_squad"
+    assert (config.per_replica_batch_size, config.eval_batch_size, config.gradient_accumulation_steps) == (12, 64, 2)
+    assert (config.warmup_steps, config.max_steps, config.save_steps, config.adam_epsilon) == (3 - 2, 3, 2, 1e-6)
+    assert config.overwrite_cache and args.overwrite_output_dir and config.n_best_size == 10
+    lines = notes(args)
+    assert {line.split(":")[0] for line in lines} == {"--evaluate_during_training", "--eval_all_checkpoints",
+                                                      "--threads", "--lang_id", "--local_rank", "--fp16_opt_level",
+                                                      "--server_ip", "--server_port"}
+
+
+def _train_keras(*argv, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, str(ROOT / "train_keras.py"), *argv], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_invalid_settings_and_finished_runs_create_nothing(tmp_path):
+    import json
+
+    proc = _train_keras("--preset", "smoke", "--output_dir", str(tmp_path / "new"), "--learning_rate", "-1")
+    assert proc.returncode == 2 and "--learning_rate" in proc.stderr and not (tmp_path / "new").exists()
+    finished = tmp_path / "done"
+    finished.mkdir()
+    (finished / "history.json").write_text(json.dumps({"epochs": [], "final": {"f1": 1.0}}))
+    proc = _train_keras("--preset", "smoke", "--output_dir", f"{finished}/")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"train_keras.py: error: --output_dir {finished} holds a finished run; pass "
+                                   "--overwrite_output_dir to train into it again, or choose another folder")
+    assert sorted(p.name for p in finished.iterdir()) == ["history.json"]  # no data/ written by the preset
+
+
+def test_closing_lines_print_paths_once_and_reproduce_a_limited_evaluation():
+    from tfqa.apps.train import closing_lines
+
+    config = TrainConfig(output_dir="runs/x", predict_file="dev.json", max_eval_samples=100,
+                         version_2_with_negative=True)
+    text = closing_lines(config, {"export": "runs/x/export/tfqa/1"})
+    assert "//" not in text
+    assert "python -m tfqa evaluate dev.json runs/x/predictions.json --na-prob-file runs/x/null_odds.json " \
+           "--max-samples 100" in text
+
+
+def test_files_respect_the_umask(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    script = ("import os, sys; from tfqa.core.files import write_json_atomic; "
+              "os.umask(int(sys.argv[1], 8)); print(oct(os.stat(write_json_atomic(sys.argv[2], {})).st_mode & 0o777))")
+    for umask, mode in (("022", "0o644"), ("027", "0o640"), ("077", "0o600")):
+        proc = subprocess.run([sys.executable, "-c", script, umask, str(tmp_path / f"{umask}.json")], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        assert proc.stdout.strip() == mode
+
+
+@pytest.mark.slow
+def test_the_run_squad_command_line_runs_and_a_finished_run_is_refused(tmp_path):
+    import json
+    import shlex
+
+    out = tmp_path / "debug_squad"
+    argv = [*shlex.split(RUN_SQUAD), "--preset", "smoke", "--max_eval_samples", "40", "--export_dir", "none",
+            "--cache_dir", str(tmp_path / "cache"), "--output_dir", f"{out}/"]
+    proc = _train_keras(*argv)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((out / "history.json").read_text())
+    assert history["global_batch"] == 24 and sum(len(e["step_losses"]) for e in history["epochs"]) == 3
+    assert (out / "checkpoints" / "epoch-01-step-00002.h5").exists()
+    assert "//" not in proc.stdout + proc.stderr and "\r" not in proc.stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    next_line = next(line for line in proc.stdout.splitlines() if "tfqa evaluate" in line)
+    again = subprocess_evaluate(next_line)
+    assert json.loads(again)["exact"] == pytest.approx(results["exact"])  # the Next line reproduces the run's score
+    refused = _train_keras(*[a for a in argv if a != "--overwrite_output_dir"])
+    assert refused.returncode == 2 and "holds a finished run" in refused.stderr
+
+
+def subprocess_evaluate(next_line: str) -> str:
+    import shlex
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    words = shlex.split(next_line.replace("Next:", ""))
+    assert words[:3] == ["python", "-m", "tfqa"]
+    return subprocess.run([sys.executable, *words[1:]], cwd=ROOT, capture_output=True, text=True, check=True).stdout

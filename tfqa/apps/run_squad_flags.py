@@ -58,6 +58,6 @@ def notes(args: argparse.Namespace) -> list[str]:
     lines = []
     for flag, (keywords, note) in FLAGS.items():
         value = getattr(args, flag.lstrip("-"))
-        if note and value not in (None, False):
+        if note and value is not None and value is not False:
             lines.append(f"{flag}: {note}")
     return lines
