@@ -165,3 +165,25 @@ def subprocess_evaluate(next_line: str) -> str:
     words = shlex.split(next_line.replace("Next:", ""))
     assert words[:3] == ["python", "-m", "tfqa"]
     return subprocess.run([sys.executable, *words[1:]], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def test_console_rewrites_progress_in_place_on_a_terminal_and_prints_lines_in_a_log(monkeypatch, capsys):
+    import io
+
+    from tfqa.apps.console import Console
+
+    console = Console()
+    progress = console.progress("training", every=0)
+    progress.update("step 1")
+    progress.done()
+    log = capsys.readouterr().err.splitlines()
+    assert len(log) == 3 and log[0] == "training …" and log[1].startswith("training … step 1 (")
+    assert log[2].startswith("training … done in")
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    monkeypatch.setattr("sys.stderr", terminal)
+    progress = console.progress("training", every=0)
+    progress.update("step 1")
+    progress.done()
+    text = terminal.getvalue()
+    assert text.count("\n") == 1 and text.startswith("\r\x1b[Ktraining …") and "\r\x1b[Ktraining … done in" in text

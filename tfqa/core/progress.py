@@ -32,17 +32,19 @@ class Progress:
     """One long step: a start line now, throttled `update`s, and `done`.
 
     The lines go to `sink` (a function taking one line), else to `stream`
-    (default: stderr).
+    (default: stderr); the start line and the updates go to `status` when one
+    is given (a terminal shows them on one line that the next replaces).
     """
 
-    def __init__(self, what: str, every: float = 5.0, stream=None, sink: Callable[[str], None] | None = None):
+    def __init__(self, what: str, every: float = 5.0, stream=None, sink: Callable[[str], None] | None = None,
+                 status: Callable[[str], None] | None = None):
         self.what, self.every = what, every
         if sink is None:
             out = stream if stream is not None else sys.stderr
             sink = lambda line: print(line, file=out, flush=True)  # noqa: E731
-        self._sink = sink
+        self._sink, self._status = sink, status or sink
         self.start = self.last = time.monotonic()
-        self._sink(f"{what} …")
+        self._status(f"{what} …")
 
     @property
     def elapsed(self) -> float:
@@ -53,7 +55,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            self._sink(f"{self.what} … {message} ({duration(now - self.start)})")
+            self._status(f"{self.what} … {message} ({duration(now - self.start)})")
 
     def done(self, detail: str = "") -> float:
         """Prints the end line ("… done in 1.2 s" + detail); returns the seconds taken."""
@@ -68,6 +70,10 @@ class Reporter:
     def line(self, text: str) -> None:
         """One line for the person running tfqa (progress, notes, warnings)."""
 
+    def status(self, text: str) -> None:
+        """A line that the next one may replace (a progress update); by default an ordinary line."""
+        self.line(text)
+
     def note(self, text: str) -> None:
         self.line(f"note: {text}")
 
@@ -76,7 +82,7 @@ class Reporter:
 
     def progress(self, what: str, every: float = 5.0) -> Progress:
         """A `Progress` whose lines go through this reporter."""
-        return Progress(what, every, sink=self.line)
+        return Progress(what, every, sink=self.line, status=self.status)
 
 
 SILENT = Reporter()
