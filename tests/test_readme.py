@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import urllib.request
 
 import pytest
 from helpers import ROOT
+from serving_helpers import free_port
 
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<mark>[^\n]*?) -->\n)?```(?P<lang>[\w-]*)\n(?P<body>.*?)^```",
                    re.S | re.M)
@@ -70,12 +70,6 @@ def test_matches():
     assert matches('{"f1": 98.0,\n "a": "crow", ...}', '{"f1":97.5,"a":"crow","total":459}')
     assert not matches('{"a": "crow"}', '{"a":"rice"}')
     assert matches("EM 98.0 on 459 questions", "EM 97.1 on 459 questions")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Session:
@@ -127,7 +121,7 @@ class Session:
         line = re.sub(r"\s*&?\s*(#.*)?$", "", line)
         match = re.search(r"--port (\d+)", line)
         assert match, f"give the server a --port in the README: {line}"
-        port = self.ports[int(match[1])] = _free_port()
+        port = self.ports[int(match[1])] = free_port()
         command = self.substitute(line.replace("tfqa ", f"{sys.executable} -m tfqa ", 1)
                                   if line.startswith("tfqa ") else line.replace("python ", f"{sys.executable} ", 1))
         server = subprocess.Popen(shlex.split(command), cwd=self.folder, env=self.env, stdout=subprocess.DEVNULL,
