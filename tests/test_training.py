@@ -199,7 +199,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, "\n".join(l for l in again.stderr.splitlines() if "WARNING" not in l)[-3000:]
     log = again.stdout + again.stderr
-    assert "Epoch 1/3" not in log and "Epoch 2/3" in log and "Epoch 3/3" in log, (first_log[-2000:], log[-2000:])
+    assert "epoch 1/3: training" not in log and "epoch 2/3: training" in log and "epoch 3/3: training" in log, \
+        (first_log[-2000:], log[-2000:])
     assert (out / "tf_model.h5").exists()
     # The history and the plot continue the first attempt's: every epoch once, all its steps.
     history = json.loads((out / "history.json").read_text())
