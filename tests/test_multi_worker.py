@@ -211,7 +211,7 @@ def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_pat
     for i, proc in enumerate(workers):
         assert proc.wait(timeout=300) == 0, log_tail(tmp_path / f"w{i}.log")
     log = (tmp_path / "w0.log").read_text()
-    assert "Epoch 1/3" not in log and "Epoch 3/3" in log, (first[-2000:], log[-2000:])
+    assert "epoch 1/3: training" not in log and "epoch 3/3: training" in log, (first[-2000:], log[-2000:])
     history = json.loads((out / "history.json").read_text())
     assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [
         (epoch, history["steps_per_epoch"]) for epoch in (1, 2, 3)]
