@@ -21,3 +21,4 @@ def test_default_run_offline_explains_and_exits_2(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "distilbert-base-uncased" in proc.stderr and "--model_name_or_path" in proc.stderr
     assert "python train_keras.py --preset smoke" in proc.stderr
+    assert not (tmp_path / "out").exists()  # a run that cannot start leaves no empty output folder
