@@ -187,3 +187,28 @@ def test_console_rewrites_progress_in_place_on_a_terminal_and_prints_lines_in_a_
     progress.done()
     text = terminal.getvalue()
     assert text.count("\n") == 1 and text.startswith("\r\x1b[Ktraining …") and "\r\x1b[Ktraining … done in" in text
+
+
+def test_config_name_and_tokenizer_name_load_from_their_own_folders(tmp_path, wordpiece_tokenizer):
+    from tfqa.modeling.checkpoints import load_qa_model
+
+    model = tiny_distilbert(len(wordpiece_tokenizer), 32, dim=16, n_layers=1)
+    model.save_pretrained(str(tmp_path / "model"))
+    wordpiece_tokenizer.save_pretrained(str(tmp_path / "tokenizer"))
+    model.config.save_pretrained(str(tmp_path / "config"))
+    loaded, tokenizer = load_qa_model(str(tmp_path / "model"), config_name=str(tmp_path / "config"),
+                                      tokenizer_name=str(tmp_path / "tokenizer"))
+    assert tokenizer.vocab == wordpiece_tokenizer.vocab and loaded.config.dim == 16
+    assert not (tmp_path / "model" / "vocab.txt").exists()  # the tokenizer really came from the other folder
+
+
+def test_overwrite_cache_prepares_the_features_again(tmp_path, wordpiece_tokenizer):
+    from tfqa.core.config import FeatureConfig
+    from tfqa.training.feature_cache import cached_features
+
+    settings = FeatureConfig(max_seq_length=32, doc_stride=8, max_query_length=12)
+    first, reused = cached_features(tiny_examples(), wordpiece_tokenizer, tmp_path, settings)
+    assert not reused
+    assert cached_features(tiny_examples(), wordpiece_tokenizer, tmp_path, settings)[1]
+    again, reused = cached_features(tiny_examples(), wordpiece_tokenizer, tmp_path, settings, overwrite=True)
+    assert not reused and np.array_equal(again.input_ids, first.input_ids)
