@@ -212,3 +212,21 @@ def test_overwrite_cache_prepares_the_features_again(tmp_path, wordpiece_tokeniz
     assert cached_features(tiny_examples(), wordpiece_tokenizer, tmp_path, settings)[1]
     again, reused = cached_features(tiny_examples(), wordpiece_tokenizer, tmp_path, settings, overwrite=True)
     assert not reused and np.array_equal(again.input_ids, first.input_ids)
+
+
+def test_evaluate_max_samples_scores_what_the_run_scored(tmp_path, capsys):
+    import json
+
+    from tfqa.apps.cli import main
+
+    qas = [{"id": "a", "question": "Where?", "answers": [{"text": "on the mat", "answer_start": 12}]},
+           {"id": "b", "question": "Who?", "answers": [{"text": "The cat", "answer_start": 0}]}]
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps({"version": "1.1", "data": [{"title": "T", "paragraphs": [
+        {"context": "The cat sat on the mat.", "qas": qas}]}]}))
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps({"a": "on the mat"}))  # a run with --max_eval_samples 1 predicted only "a"
+    assert main(["evaluate", str(data), str(preds)]) == 0
+    assert json.loads(capsys.readouterr().out)["exact_match"] == 50.0  # "b" has no prediction: 0 under v1.1
+    assert main(["evaluate", str(data), str(preds), "--max-samples", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["exact_match"] == 100.0
