@@ -14,29 +14,33 @@ from helpers import tiny_examples
 
 
 def _train(wordpiece_tokenizer, **settings):
-    """Weights and per-step losses after a few steps on the tiny examples, from the same initial weights."""
+    """(weight change, per-epoch losses, steps per epoch) after training from the same initial weights."""
     from tfqa.core.features import prepare_features
 
     config = TrainConfig(max_seq_length=32, doc_stride=8, max_query_length=12, learning_rate=1e-3, seed=3,
                          warmup_ratio=0.0, **settings)
     features = prepare_features(tiny_examples(), wordpiece_tokenizer, config=config.features)
     model = tiny_distilbert(len(wordpiece_tokenizer), 32, dim=32, n_layers=1, seed=0)
-    strategy = tf.distribute.get_strategy()
-    history = fit(model, features, config, strategy, verbose=0)
-    return [w.numpy() for w in model.trainable_weights], history.history["loss"], history.params["steps"]
+    start = np.concatenate([w.numpy().ravel() for w in model.trainable_weights])
+    history = fit(model, features, config, tf.distribute.get_strategy(), verbose=0)
+    end = np.concatenate([w.numpy().ravel() for w in model.trainable_weights])
+    return end - start, history.history["loss"], history.params["steps"]
 
 
 def test_gradient_accumulation_equals_a_larger_batch(wordpiece_tokenizer):
-    big_weights, big_loss, big_steps = _train(wordpiece_tokenizer, per_replica_batch_size=8, max_steps=6)
-    acc_weights, acc_loss, acc_steps = _train(wordpiece_tokenizer, per_replica_batch_size=4,
+    big, big_loss, big_steps = _train(wordpiece_tokenizer, per_replica_batch_size=8, max_steps=6)
+    accumulated, acc_loss, acc_steps = _train(wordpiece_tokenizer, per_replica_batch_size=4,
                                               gradient_accumulation_steps=2, max_steps=6)
-    small_weights, _, _ = _train(wordpiece_tokenizer, per_replica_batch_size=4, max_steps=6)
+    small, _, _ = _train(wordpiece_tokenizer, per_replica_batch_size=4, max_steps=6)
     assert big_steps == acc_steps  # steps are optimizer steps
     np.testing.assert_allclose(acc_loss, big_loss, rtol=1e-4)
-    for a, b in zip(acc_weights, big_weights):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5)  # float32 sums in another order
-    # ...and not what the smaller batch alone gives (the check above could not pass by accident).
-    assert max(np.abs(a - b).max() for a, b in zip(small_weights, big_weights)) > 1e-3
+
+    def distance(change):  # how far from the larger batch's training, relative to how far that moved
+        return np.linalg.norm(change - big) / np.linalg.norm(big)
+
+    # float32 sums in another order: Adam's per-weight normalisation amplifies them on near-zero gradients
+    assert distance(accumulated) < 1e-2  # measured 6.3e-4 (the smaller batch alone: 0.29)
+    assert distance(small) > 0.1  # ...while the smaller batch alone trains elsewhere: the check can fail
 
 
 def test_max_steps_and_warmup_steps_set_the_schedule(wordpiece_tokenizer):
