@@ -12,14 +12,20 @@ import pytest
 from helpers import ROOT
 
 
+def copy_sources(tmp_path):
+    """What `pip install` reads, copied: building writes build/ and *.egg-info beside the sources."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "tfqa", source / "tfqa", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    return source
+
+
 @pytest.mark.slow
 def test_pip_install_gives_the_package_and_its_console_scripts(tmp_path):
     # The venv sees this interpreter's packages (TensorFlow & co. are not installed twice): --no-deps, and
     # --no-build-isolation so that nothing is fetched; the build itself is pip's ordinary one.
-    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
-    shutil.copytree(ROOT / "tfqa", source / "tfqa", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
+    source = copy_sources(tmp_path)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)  # ensurepip: offline
     scripts = env_dir / "bin"
@@ -46,3 +52,19 @@ def test_pip_install_gives_the_package_and_its_console_scripts(tmp_path):
                           cwd=elsewhere, env=env, capture_output=True, text=True)
     assert page.returncode == 0 and int(page.stdout) > 1000  # package data: the demo page
 
+
+
+@pytest.mark.slow
+def test_pip_install_editable_imports_the_sources(tmp_path):
+    source = copy_sources(tmp_path)
+    venv.create(tmp_path / "venv", system_site_packages=True, with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--disable-pip-version-check", "-e", str(source)], capture_output=True, text=True,
+                             timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(python), "-c", "import tfqa; print(tfqa.__file__)"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert proc.stdout.strip() == str(source / "tfqa" / "__init__.py"), proc.stderr[-2000:]
+    assert (tmp_path / "venv" / "bin" / "tfqa-train").exists()
