@@ -15,6 +15,9 @@ old one would be scored wrongly. With every best span in place, the F1 at the
 chosen threshold is exactly the official `best_f1` (e.g. odds {a: -1, b: 2,
 c: 5}, old threshold 0: b and c are ""; scored with spans, a cut-off at 2 can
 find that answering b helps, and applying 2 answers a and b).
+One case keeps them apart, as in the official script: when answering nothing
+beats every cut-off, `best_f1_thresh` is its initial 0.0 — a model that bad
+is not worth tuning.
 """
 
 from __future__ import annotations
