@@ -31,8 +31,13 @@ AUTO = "auto"
 
 
 def number_or_auto(text: str) -> float | str:
-    """A flag value that is a number or "auto" (argparse type: ValueError → "invalid value")."""
-    return AUTO if text.strip().lower() == AUTO else float(text)
+    """A flag value that is a number or "auto" (an argparse type)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or '{AUTO}', got {text!r}") from None
 
 
 class _SettingsGroup:
