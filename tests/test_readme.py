@@ -183,28 +183,3 @@ def test_export_and_predict_print_only_tfqa_lines_on_stderr(session):
             checked += 1
     assert checked >= 2
 
-
-@pytest.mark.slow
-def test_the_smoke_run_trains_to_em_90_saves_and_says_what_next(session):
-    import json
-
-    body, proc = next((body, proc) for body, proc in session.results if "--preset smoke" in body)
-    out = session.folder / "runs" / "smoke"
-    results = json.loads((out / "eval_results.json").read_text())
-    assert results["exact"] >= 90 and results["HasAns_total"] > 0 and results["NoAns_total"] > 0, results
-    assert [e["epoch"] for e in results["epochs"]] == [1, 2, 3, 4]
-    for name in ("tf_model.h5", "config.json", "vocab.txt", "predictions.json", "null_odds.json", "history.json",
-                 "training.png", "export/tfqa/1/saved_model.pb"):
-        assert (out / name).exists(), name
-    assert "Outputs in runs/smoke/" in proc.stdout and "Next:" in proc.stdout
-    assert "\r" not in proc.stdout and "//" not in proc.stdout + proc.stderr  # no progress bars among the results
-    # The corpus needs doc stride: on average a question spans several windows (the counts the run prints
-    # are the ones it records).
-    history = json.loads((out / "history.json").read_text())
-    shown = re.search(r"training: (\d+) questions, (\d+) windows", proc.stderr)
-    assert shown and (int(shown[1]), int(shown[2])) == (history["train_questions"], history["train_windows"])
-    assert history["train_windows"] >= 2.5 * history["train_questions"] > 1000
-    umask = os.umask(0)
-    os.umask(umask)
-    for name in ("eval_results.json", "training.png", "predictions.json", "tfqa_config.json"):
-        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # 0644 under umask 022, like the export
