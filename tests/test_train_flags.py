@@ -119,8 +119,10 @@ def test_closing_lines_print_paths_once_and_reproduce_a_limited_evaluation():
                          version_2_with_negative=True)
     text = closing_lines(config, {"export": "runs/x/export/tfqa/1"})
     assert "//" not in text
-    assert "python -m tfqa evaluate dev.json runs/x/predictions.json --na-prob-file runs/x/null_odds.json " \
-           "--max-samples 100" in text
+    evaluate = next(line for line in text.splitlines() if "tfqa evaluate" in line)
+    assert evaluate.split("evaluate ")[1].startswith("dev.json runs/x/predictions.json --na-prob-file "
+                                                     "runs/x/null_odds.json --na-prob-thresh ")
+    assert evaluate.endswith(" --max-samples 100")
 
 
 def test_files_respect_the_umask(tmp_path):
