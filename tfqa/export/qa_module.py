@@ -49,6 +49,12 @@ class ServingConfig(ComposedSettings):
             raise ValueError("; ".join(problems))
 
 
+def valid_utf8(texts):
+    """`texts` with every invalid UTF-8 sequence replaced by U+FFFD (valid strings unchanged)."""
+    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD,
+                                        replace_control_characters=False)
+
+
 def _ragged_constant_rows(values, rows):
     """`rows` copies of the 1-D int list `values`, as a ragged [rows, len(values)] tensor."""
     row = tf.constant(list(values), tf.int32, shape=[len(values)])
@@ -99,6 +105,11 @@ class QAModule(tf.Module):
         """Answers for string tensors [batch]: answer, score, answer_start/answer_end (+ null_score_diff)."""
         if self.tokenizer is None:
             raise ValueError("this model's tokenizer cannot run in the graph; use the token-id signature")
+        # Bytes that are not UTF-8 (b64 requests: CESU-8 surrogates, overlong forms, stray bytes)
+        # become U+FFFD first, one per maximal invalid subsequence as Python's
+        # bytes.decode("utf-8", "replace") does: the tokenizer, the offsets and the answer
+        # substrings then all count the same code points (b"\xc0\xafab" → "\ufffd\ufffdab").
+        question, context = valid_utf8(question), valid_utf8(context)
         q_ids = self.tokenizer.tokenize(question)[:, : self._config.features.max_query_length]
         c_ids, c_start, c_end = self.tokenizer.tokenize_with_offsets(context)
         rows = self._windows(q_ids, c_ids, c_start, c_end)
@@ -179,8 +190,15 @@ class QAModule(tf.Module):
         score = tf.reshape(tf.where(valid, score, _NEG_INF), [tf.shape(score)[0], -1])  # [rows, k·k]
 
         def first_at_max(values, segments, num_segments):
-            """Per segment: the max of `values` and the first position reaching it."""
+            """Per segment: the max of `values` and the first position reaching it.
+
+            A segment of only -inf (a window or example without a valid span, e.g. a context
+            of zero-width spaces) has max -inf and its first position, not the segment op's
+            "empty" value (the dtype's lowest finite number, which no value equals, so the
+            position would be int32.max and index far outside the batch).
+            """
             top = tf.math.unsorted_segment_max(values, segments, num_segments)
+            top = tf.where(top == values.dtype.min, tf.constant(_NEG_INF, values.dtype), top)
             positions = tf.range(tf.size(segments))
             at_top = tf.where(values == tf.gather(top, segments), positions, tf.int32.max)
             return top, tf.math.unsorted_segment_min(at_top, segments, num_segments)
