@@ -89,7 +89,7 @@ def test_page_is_one_self_contained_file(client):
 
 def test_info_and_samples(client, tiny_export):
     info = client.get("/api/info").json()
-    assert info["model"] == f"{tiny_export} (version 1, loaded locally)"
+    assert info["model"] == f"{tiny_export.name} (version 1, loaded locally)"  # no absolute path (issue 15, #21)
     assert info["max_passage_chars"] == MAX_PASSAGE_CHARS == 20_000
     samples = client.get("/api/samples").json()["samples"]
     assert len(samples) == 3 and all(s["title"] and s["question"] and s["passage"] for s in samples)
@@ -132,7 +132,8 @@ def test_prediction_rows_become_page_answers():
     (b"x" * (600 * 1024), 413, "The request is over 524,288 bytes"),
 ])
 def test_bad_questions_get_json_errors(client, body, status, message):
-    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {
+        "json": body}
     response = client.post("/api/answer", **kwargs)
     assert response.status_code == status and message in response.json()["error"]
     assert "Traceback" not in response.text
