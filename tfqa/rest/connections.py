@@ -15,7 +15,7 @@ process runs out of file descriptors. The server and the demo run under
 - JSON for every refusal: `{"error": "..."}`, as the apps answer.
 
 Out of file descriptors, accept() fails about once a second while it lasts:
-that is logged once, as one line, until a connection is accepted again.
+that is logged as one line at most once a minute, not once per attempt.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class GuardedProtocol(H11Protocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        _FdLog.accepted()
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, f"the server has {self.limits.max_connections} open connections, its limit "
                               "(--max-connections); try again shortly")
@@ -101,23 +100,23 @@ class GuardedProtocol(H11Protocol):
 
 
 class _FdLog:
-    """Logs running out of file descriptors once per episode (asyncio retries accept() every second)."""
+    """Logs running out of file descriptors at most once a minute (asyncio retries accept() every second)."""
 
-    exhausted = False
-
-    @classmethod
-    def accepted(cls) -> None:
-        cls.exhausted = False
+    every = 60.0
+    last = None
 
     @classmethod
     def handle(cls, loop, context: dict) -> None:
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in _OUT_OF_FDS:
-            if not cls.exhausted:
-                cls.exhausted = True
+            if cls.last is None or loop.time() - cls.last >= cls.every:
+                cls.last = loop.time()
                 log.error("out of file descriptors (%s): new connections wait until some close; lower "
                           "--max-connections or raise the limit (ulimit -n)", exc.strerror)
             return
+        handle = context.get("handle")
+        if isinstance(exc, ValueError) and "_start_serving" in repr(handle):
+            return  # shutting down while accept() waited to be retried: the listening socket is already closed
         loop.default_exception_handler(context)
 
 
