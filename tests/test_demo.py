@@ -19,7 +19,8 @@ from helpers import CORPUS, ROOT
 from serving_helpers import ThreadedServer, build_fake_qa_model, free_port
 
 from tfqa.apps.cli import main
-from tfqa.apps.demo import MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, create_demo_app, to_answer
+from tfqa.apps.demo import (MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, allowed_hosts, create_demo_app,
+                            to_answer)
 from tfqa.rest.json_api import RequestError
 from tfqa.rest.servables import ModelDirError
 from tfqa.rest.server import create_app
@@ -316,7 +317,8 @@ def save_whole_page(driver, path, width=1200):
 
 
 def test_browser_asks_highlights_and_fits_a_phone(browser, client, local_backend, artifacts):
-    with ThreadedServer(create_demo_app(local_backend)) as server:
+    # As `run_demo` builds it: the page's own requests pass the Host and same-origin checks.
+    with ThreadedServer(create_demo_app(local_backend, allowed_hosts("127.0.0.1"))) as server:
         url = f"http://127.0.0.1:{server.port}/"
         browser.set_window_size(1200, 900)
         browser.get(url)
