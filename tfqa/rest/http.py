@@ -45,7 +45,8 @@ def http_status(code: int) -> int:
     return _HTTP_STATUS.get(code, 500)
 
 
-async def read_body(request, limit: int, too_big: str | None = None, timeout: float = 30.0) -> bytes:
+async def read_body(request, limit: int, too_big: str | None = None,
+                    timeout: float = ConnectionLimits.read_timeout) -> bytes:
     """The whole body of a Starlette `request`, or RequestError 413 once it exceeds `limit` bytes.
 
     Chunked bodies have no Content-Length, so the bytes are counted as they arrive.
@@ -75,7 +76,7 @@ async def read_body(request, limit: int, too_big: str | None = None, timeout: fl
     return b"".join(chunks)
 
 
-async def json_http_exception(request, exc) -> "Response":
+async def json_http_exception(request, exc):
     """Starlette's own refusals (404 no such route, 405 method not allowed: TRACE, ...) as {"error": ...}."""
     from starlette.responses import JSONResponse
 
