@@ -22,7 +22,9 @@ from tfqa.export.qa_module import ServingConfig
 from tfqa.export.savedmodel import build_module
 from tfqa.modeling.checkpoints import tiny_distilbert
 
-CONFIG = ServingConfig(max_seq_length=32, doc_stride=8, max_query_length=8, version_2_with_negative=True)
+# rows_per_call 3: long contexts' windows are split over several model calls, as a 200 KB context's are.
+CONFIG = ServingConfig(max_seq_length=32, doc_stride=8, max_query_length=8, version_2_with_negative=True,
+                       rows_per_call=3)
 V1 = dataclasses.replace(CONFIG, version_2_with_negative=False)
 NO_TOKENS = ["\u200b\u200b", "\x00", "\ufeff", "e\u0301"[1:] * 3, "\x01\x02\x7f", "\u00ad", "\ufffd", " \u200d\t"]
 # Not UTF-8: a CESU-8 surrogate, overlong "/", stray continuation and invalid lead bytes.
@@ -111,6 +113,16 @@ def test_the_exported_graph_batch_equals_one_by_one(graphs):
     for i, (q, c) in enumerate(zip(questions, contexts)):
         alone = graph_answers(graphs["squad2"], [q], [c])
         assert alone["answer"][0] == batch["answer"][i] and alone["answer_start"][0] == batch["answer_start"][i]
+
+
+def test_model_calls_in_chunks_give_the_logits_of_one_call(graphs, tiny_model, wordpiece_tokenizer):
+    """A long context's windows run `rows_per_call` at a time (bounded memory); the answers do not change."""
+    module, _ = build_module(tiny_model, wordpiece_tokenizer, dataclasses.replace(CONFIG, rows_per_call=1000))
+    questions, contexts = [e.question for e in tiny_examples()], [e.context for e in tiny_examples()]
+    one_call = {k: v.numpy() for k, v in module.answer(tf.constant(questions), tf.constant(contexts)).items()}
+    chunked = graph_answers(graphs["squad2"], questions, contexts)
+    assert chunked["answer"].tolist() == one_call["answer"].tolist()
+    np.testing.assert_allclose(chunked["candidate_scores"], one_call["candidate_scores"], rtol=1e-5, atol=1e-5)
 
 
 # Short "words" from the corpus and from all of Unicode (no surrogates: a str holding one is refused
