@@ -197,7 +197,6 @@ def check_batch_size(doc: dict, arrays: dict[str, np.ndarray] | None, limit: int
     JSON list, so 10,000 instances are refused before any of them is converted),
     then with the decoded arrays (columnar requests: their first dimension).
     """
-    counts = []
     if arrays is None:
         instances = doc.get("instances")
         counts = [len(instances)] if isinstance(instances, list) else []
