@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.core.errors import TfqaError
-from tfqa.core.files import open_text, write_json_atomic
+from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
 
 
@@ -33,6 +35,10 @@ def _read_json_object(path: str, what: str) -> dict:
         raise CliError(f"{path}: not valid JSON ({what}): {e.msg} at line {e.lineno}, column {e.colno}") from None
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise CliError(f"{path}: cannot read {what}: {e}") from None
+    except RecursionError:
+        raise CliError(f"{path}: JSON nested too deeply ({what})") from None
+    except ValueError as e:  # integers of more than 4,300 digits
+        raise CliError(f"{path}: not usable JSON ({what}): {e}") from None
     if not isinstance(obj, dict):
         raise CliError(f"{path}: expected a JSON object {{question id: ...}} ({what}), got {type(obj).__name__}")
     return obj
@@ -40,6 +46,8 @@ def _read_json_object(path: str, what: str) -> dict:
 
 def _load_predictions(path: str) -> dict[str, str]:
     predictions = _read_json_object(path, "predictions")
+    if not predictions:
+        raise CliError(f"{path}: no predictions (an empty JSON object); nothing to score")
     for qid, text in predictions.items():
         if not isinstance(text, str):
             raise CliError(f"{path}: question {qid}: the prediction must be a string, got {type(text).__name__}")
@@ -51,17 +59,54 @@ def _load_na_probs(path: str, question_ids) -> dict[str, float]:
     for qid, value in na_probs.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CliError(f"{path}: question {qid}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN/Infinity: Python's json reads them, but no threshold can use them
+            raise CliError(f"{path}: question {qid}: expected a finite number, got {value}")
     missing = [qid for qid in question_ids if qid not in na_probs]
     if missing:
         raise CliError(f"{path}: no value for {len(missing)} predicted questions (e.g. {', '.join(missing[:3])})")
     return na_probs
 
 
+def _require_model_dir(path: str) -> None:
+    if not Path(path).is_dir():
+        raise CliError(f"--model {path}: no such model directory (expected a folder written by train_keras.py)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (batch sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is not NaN or infinite (thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
 def cmd_evaluate(args) -> int:
     """Scores a predictions file with the official SQuAD v1.1/v2.0 metrics."""
     from tfqa.core.metrics import check_predictions, squad_metrics
 
+    if args.output:
+        check_output_file(args.output, "--output")
     examples, report = read_squad(args.data_file, misaligned=args.misaligned)
+    if not examples:
+        raise CliError(f"{args.data_file}: no questions to score")
+    if args.version == "1.1" and report.version == "2.0":
+        unanswerable = next(e.id for e in examples if not e.answers)
+        raise CliError(f"{args.data_file}: has unanswerable questions (e.g. {unanswerable}), which SQuAD v1.1 "
+                       "metrics cannot score; use --version 2.0 (or auto)")
     predictions = _load_predictions(args.predictions)
     coverage = check_predictions(examples, predictions)
     if len(coverage.unknown) == len(predictions) and predictions:
@@ -110,13 +155,18 @@ def cmd_inspect(args) -> int:
 def cmd_predict(args) -> int:
     """Runs a saved model over a SQuAD-format file and writes the prediction files."""
     from tfqa.core.run_dir import load_settings
-    from tfqa.modeling.checkpoints import load_qa_model
+    from tfqa.modeling.checkpoints import check_window, load_qa_model
     from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 
+    _require_model_dir(args.model)
     config = load_settings(args.model)
+    check_output_dir(args.output, "--output")
     examples, report = read_squad(args.data, misaligned=args.misaligned)
+    if not examples:
+        raise CliError(f"{args.data}: no questions to answer")
     config = config.for_squad_version(report.version)
-    model, tokenizer = load_qa_model(args.model)
+    model, tokenizer = load_qa_model(args.model, flag="--model")
+    check_window(model, config.max_seq_length, f"{args.model}/tfqa_config.json: max_seq_length", args.model)
     features = tokenize(examples, tokenizer, config.features, reporter=CONSOLE)
     predictions, nbest, null_odds = predict_answers(model, features, examples, config.decoding, args.batch_size,
                                                     reporter=CONSOLE)
@@ -170,8 +220,8 @@ def cmd_export(args) -> int:
     """Exports a trained model (a save_pretrained folder) as the next version of a TF Serving model folder."""
     from tfqa.export.savedmodel import export_checkpoint
 
-    if not Path(args.model).is_dir():
-        raise CliError(f"{args.model}: no such model directory (expected a folder written by train_keras.py)")
+    _require_model_dir(args.model)
+    check_output_dir(args.output, "--output")
     progress = CONSOLE.progress(f"exporting {args.model} as a SavedModel into {args.output}")
     result = export_checkpoint(args.model, args.output)
     if result.note:
@@ -208,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("predictions", help="predictions.json: {question id: answer text}")
     p.add_argument("--na-prob-file", "--na_prob_file", dest="na_prob_file", default=None,
                    help="null_odds.json: {question id: no-answer score} (SQuAD 2.0; adds best_exact/best_f1)")
-    p.add_argument("--na-prob-thresh", "--na_prob_thresh", dest="na_prob_thresh", type=float, default=1.0,
+    p.add_argument("--na-prob-thresh", "--na_prob_thresh", dest="na_prob_thresh", type=finite_float, default=1.0,
                    help="predict no-answer when the no-answer score exceeds this (default: %(default)s)")
     p.add_argument("--version", choices=("auto", "1.1", "2.0"), default="auto",
                    help="metrics to use; auto picks 2.0 when the data has unanswerable questions "
@@ -222,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="directory written by train_keras.py (save_pretrained)")
     p.add_argument("--data", required=True, help="SQuAD JSON (.json or .json.gz) or TFDS name")
     p.add_argument("--output", required=True, help="folder for predictions.json, nbest_predictions.json, null_odds.json")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
                    help="windows per model call (default: %(default)s)")
     _add_data_options(p)
     p.set_defaults(func=cmd_predict)
@@ -280,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature-name", default="serving_default", help="signature to call (default: %(default)s)")
     p.add_argument("--format", choices=("row", "columnar"), default="row",
                    help="request layout: instances (row) or inputs (columnar) (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="questions per request (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="questions per request (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object per question instead of the answer text")
     p.set_defaults(func=cmd_ask)
@@ -300,14 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m tfqa`; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except TfqaError as e:  # every expected failure: one line, no traceback
-        print(f"tfqa: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tfqa: interrupted", file=sys.stderr)
-        return 130
+    return guarded("tfqa", lambda: args.func(args))
 
 
 if __name__ == "__main__":

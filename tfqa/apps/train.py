@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
+from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.core.config import add_to_parser, from_args
 from tfqa.core.errors import TfqaError
@@ -24,7 +24,10 @@ def build_train_parser() -> argparse.ArgumentParser:
 
 
 def parse_train_args(argv: list[str] | None = None):
-    """The TrainConfig of a command line; a `--preset` first sets its defaults (flags still override them)."""
+    """The TrainConfig of a command line; a `--preset` first sets its defaults (flags still override them).
+
+    The preset's data files are not written yet: `prepare_run` does that once the flags are known to be good.
+    """
     from tfqa.training.presets import PRESETS
 
     parser = build_train_parser()
@@ -34,42 +37,77 @@ def parse_train_args(argv: list[str] | None = None):
         parser.error(f"argument --preset: invalid choice: {early.preset!r} (choose from {', '.join(PRESETS)})")
     if preset is not None:
         parser.set_defaults(**preset.defaults)
-    config = from_args(parser.parse_args(argv))
-    return preset.prepare_data(config) if preset is not None else config
+    return from_args(parser.parse_args(argv))
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """Entry of `train_keras.py`: parse, check, run; one-line errors and exit status 2 on bad input."""
-    config = parse_train_args(argv)
-    problems = config.validate()
+class FlagError(TfqaError):
+    """Flags that cannot work together or with the data and model they name; one line for all of them."""
+
+
+def prepare_run(config):
+    """The checked config of a run, with its preset's data written: FlagError before any file is written.
+
+    Order matters: `--num_train_epochs nan` must not leave OUTPUT_DIR/data behind.
+    """
+    from tfqa.core.files import check_output_dir
+    from tfqa.modeling.checkpoints import checkpoint_problems
+    from tfqa.training.presets import preset_of
+
+    preset = preset_of(config)
+    problems = config.validate(check_files=preset is None)
+    if not problems:
+        problems = checkpoint_problems(config.model_name_or_path, config.max_seq_length, "--max_seq_length") \
+            if preset is None else preset.problems(config)
     if problems:
-        for problem in problems:
-            print(f"{PROG}: error: {problem}", file=sys.stderr)
-        return 2
+        raise FlagError("; ".join(problems))
+    for flag in ("output_dir", "cache_dir", "export_dir"):
+        value = getattr(config, flag)
+        if value and value != "none":
+            check_output_dir(value, f"--{flag}")
+    if preset is not None:
+        config = preset.prepare_data(config)
+        problems = config.validate()
+        if problems:
+            raise FlagError("; ".join(problems))
+    return config
+
+
+class _Hinted(TfqaError):
+    """An error with what to try next appended."""
+
+
+def _run(argv: list[str] | None, state: dict) -> int:
+    config = prepare_run(parse_train_args(argv))
+    state["output_dir"] = config.output_dir
     from tfqa.modeling.checkpoints import ModelLoadError
-    from tfqa.training.callbacks import TrainingError
     from tfqa.training.run import train_and_evaluate
 
     try:
         # Keras' progress bar on a person's terminal, one line per epoch in CI logs.
         results = train_and_evaluate(config, reporter=CONSOLE, verbose=2 if os.environ.get("CI") else 1)
     except ModelLoadError as e:
-        print(f"{PROG}: error: {e}\n  Offline? Try the self-contained run: python train_keras.py --preset smoke",
-              file=sys.stderr)
-        return 2
+        raise _Hinted(f"{e}; offline? Try the self-contained run: python train_keras.py --preset smoke") from None
     except DataError as e:
-        print(f"{PROG}: error: {e}\n  Pass local SQuAD files with --train_file/--predict_file, or try: "
-              "python train_keras.py --preset smoke", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except TfqaError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        raise _Hinted(f"{e}; pass local SQuAD files with --train_file/--predict_file, or try: "
+                      "python train_keras.py --preset smoke") from None
     print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}))
     print(closing_lines(config, results))
     return 0
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry of `train_keras.py`: parse, check, run; one-line errors and exit status 2 on bad input,
+    130 with what was kept on Ctrl-C (see `tfqa.apps.boundary`)."""
+    from tfqa.core.history import interruption_summary
+
+    state: dict = {}
+
+    def interrupted() -> str:
+        if "output_dir" not in state:
+            return "interrupted before the run started"
+        return interruption_summary(state["output_dir"])
+
+    return guarded(PROG, lambda: _run(argv, state), interrupted)
 
 
 def closing_lines(config, results: dict) -> str:

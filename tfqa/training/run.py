@@ -21,7 +21,8 @@ from tfqa.core.files import write_json_atomic
 from tfqa.core.metrics import squad_metrics
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, export_base, save_settings
-from tfqa.core.squad import load_squad, squad_version
+from tfqa.core.squad import DataError, load_squad, squad_version
+from tfqa.modeling.checkpoints import check_window
 from tfqa.modeling.precision import float32_logits, precision
 from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 from tfqa.training.callbacks import EvaluateEachEpoch, RecordHistory, training_callbacks
@@ -30,9 +31,15 @@ from tfqa.training.presets import preset_of
 from tfqa.training.strategies import make_strategy, worker_outputs
 
 
-def load_examples(source: str, limit: int):
-    """The examples of a SQuAD file or TFDS name, only the first `limit` when it is not 0."""
+def load_examples(source: str, limit: int, flag: str):
+    """The examples of a SQuAD file or TFDS name, only the first `limit` when it is not 0.
+
+    No questions is a DataError: training on nothing would save an untrained model, evaluating
+    on nothing would report `{}`, and both would look like success.
+    """
     examples = load_squad(source)
+    if not examples:
+        raise DataError(f"{flag} {source}: no questions to {'train on' if flag == '--train_file' else 'evaluate'}")
     return examples[:limit] if limit else examples
 
 
@@ -87,8 +94,9 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     out.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(config.seed)
 
-    train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
-    eval_examples = load_examples(config.predict_file, config.max_eval_samples) if config.evaluate else []
+    train_examples = load_examples(config.train_file, config.max_train_samples, "--train_file") if config.train else []
+    eval_examples = load_examples(config.predict_file, config.max_eval_samples, "--predict_file") \
+        if config.evaluate else []
     if eval_examples:
         matched = config.for_squad_version(squad_version(eval_examples))
         if matched is not config:
@@ -98,6 +106,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     with strategy.scope(), precision(config.mixed_precision):
         texts = [e.context for e in train_examples] + [e.question for e in train_examples]
         model, tokenizer = build_model_and_tokenizer(config, texts)
+        check_window(model, config.max_seq_length, name=config.model_name_or_path)
         float32_logits(model)
     replicas = strategy.num_replicas_in_sync
     eval_batch = config.eval_batch_size * replicas
