@@ -20,7 +20,8 @@ from tfqa.core.config import TrainConfig
 from tfqa.core.files import write_json_atomic
 from tfqa.core.metrics import squad_metrics
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, export_base, save_settings
+from tfqa.core.history import finished_training
+from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
 from tfqa.core.squad import DataError, load_squad, squad_version
 from tfqa.modeling.checkpoints import check_window
 from tfqa.modeling.precision import float32_logits, precision
@@ -28,7 +29,7 @@ from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction
 from tfqa.training.callbacks import EvaluateEachEpoch, RecordHistory, training_callbacks
 from tfqa.training.fitting import fit
 from tfqa.training.presets import preset_of
-from tfqa.training.strategies import make_strategy, worker_outputs
+from tfqa.training.strategies import make_strategy, training_workers, worker_outputs
 
 
 def load_examples(source: str, limit: int, flag: str):
@@ -72,6 +73,16 @@ def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream
     reporter.line(f"{purpose} features: {'reused from' if reused else 'cached in'} {config.cache_dir}")
     progress.done(f" ({len(features):,} windows)")
     return features
+
+
+def _finished_training(out: Path, config: TrainConfig) -> dict:
+    """`tfqa.core.history.finished_training` where skipping `fit` is safe: one worker (all of them must call
+    `fit` together), no teacher (its checkpoints hold the distillation model's weights), the last epoch's
+    weights on disk."""
+    if config.teacher_model or training_workers() > 1:
+        return {}
+    finished = finished_training(out, config.to_dict())
+    return finished if finished and checkpoint_path(out, finished["epochs_planned"]).is_file() else {}
 
 
 def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
@@ -131,13 +142,21 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
             from tfqa.training.distill import with_teacher
 
             trainee = with_teacher(model, tokenizer, config, strategy, probes=texts[:1])
-        try:
-            fit(trainee, features, config, strategy, training_callbacks(out, config, recorder, evaluator, backup),
-                verbose=verbose)
-        except BaseException:
-            with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
-                recorder.stopped()
-            raise
+        finished = _finished_training(out, config)
+        if finished:
+            epochs = finished["epochs_planned"]
+            reporter.line(f"training finished earlier (all {epochs} epochs; its end was cut off): evaluating and "
+                          f"exporting the weights of epoch {epochs} without training again")
+            model.load_weights(str(checkpoint_path(out, epochs)))
+            recorder.history.update({k: finished.get(k) for k in ("steps_per_epoch", "epochs_planned")})
+        else:
+            try:
+                fit(trainee, features, config, strategy,
+                    training_callbacks(out, config, recorder, evaluator, backup), verbose=verbose)
+            except BaseException:
+                with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
+                    recorder.stopped()
+                raise
         history = recorder.epochs()
 
     model.save_pretrained(str(out))
