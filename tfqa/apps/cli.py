@@ -72,6 +72,16 @@ def _require_model_dir(path: str) -> None:
         raise CliError(f"--model {path}: no such model directory (expected a folder written by train_keras.py)")
 
 
+def _check_window(model_dir: str, max_seq_length: int) -> None:
+    """The model's saved window length against its position embeddings, from config.json: before loading it."""
+    from tfqa.core.run_dir import SETTINGS_FILE
+    from tfqa.modeling.checkpoints import checkpoint_problems
+
+    problems = checkpoint_problems(model_dir, max_seq_length, f"{Path(model_dir) / SETTINGS_FILE}: max_seq_length")
+    if problems:
+        raise CliError("; ".join(problems))
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 (batch sizes)."""
     try:
@@ -155,18 +165,18 @@ def cmd_inspect(args) -> int:
 def cmd_predict(args) -> int:
     """Runs a saved model over a SQuAD-format file and writes the prediction files."""
     from tfqa.core.run_dir import load_settings
-    from tfqa.modeling.checkpoints import check_window, load_qa_model
+    from tfqa.modeling.checkpoints import load_qa_model
     from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 
     _require_model_dir(args.model)
     config = load_settings(args.model)
+    _check_window(args.model, config.max_seq_length)
     check_output_dir(args.output, "--output")
     examples, report = read_squad(args.data, misaligned=args.misaligned)
     if not examples:
         raise CliError(f"{args.data}: no questions to answer")
     config = config.for_squad_version(report.version)
     model, tokenizer = load_qa_model(args.model, flag="--model")
-    check_window(model, config.max_seq_length, f"{args.model}/tfqa_config.json: max_seq_length", args.model)
     features = tokenize(examples, tokenizer, config.features, reporter=CONSOLE)
     predictions, nbest, null_odds = predict_answers(model, features, examples, config.decoding, args.batch_size,
                                                     reporter=CONSOLE)
@@ -218,12 +228,14 @@ def cmd_ask(args) -> int:
 
 def cmd_export(args) -> int:
     """Exports a trained model (a save_pretrained folder) as the next version of a TF Serving model folder."""
-    from tfqa.export.savedmodel import export_checkpoint
+    from tfqa.export.savedmodel import export_checkpoint, serving_config_for
 
     _require_model_dir(args.model)
+    config = serving_config_for(args.model)  # a broken tfqa_config.json: one line, before the progress line
+    _check_window(args.model, config.features.max_seq_length)
     check_output_dir(args.output, "--output")
     progress = CONSOLE.progress(f"exporting {args.model} as a SavedModel into {args.output}")
-    result = export_checkpoint(args.model, args.output)
+    result = export_checkpoint(args.model, args.output, config)
     if result.note:
         CONSOLE.note(result.note)
     progress.done(f": {result.path}")

@@ -21,6 +21,7 @@ from tfqa.core.files import write_json_atomic
 from tfqa.core.metrics import squad_metrics
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.core.history import finished_training
+from tfqa.core.interrupts import deferred_interrupts
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
 from tfqa.core.squad import DataError, load_squad, squad_version
 from tfqa.modeling.checkpoints import check_window
@@ -179,7 +180,8 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         from tfqa.export.savedmodel import export_model, serving_config_from
 
         progress = reporter.progress(f"exporting the SavedModel to {base}")
-        exported = export_model(model, tokenizer, serving_config_from(config), base)
+        with deferred_interrupts(reporter.warn, "the export"):  # a cut export leaves nothing usable
+            exported = export_model(model, tokenizer, serving_config_from(config), base)
         progress.done(f": version {exported.version}, {exported.path}"
                       + (f" ({exported.note})" if exported.note else ""))
         extra["export"] = str(exported.path)
