@@ -284,33 +284,50 @@ def test_output_flags_naming_a_file_or_proc(tmp_path, flag):  # #10
         prepare_run(parse_train_args(base + [flag, "/proc/tfqa-x"]))
 
 
-def test_teacher_that_is_not_a_model_exits_2(tmp_path):  # #22
+@pytest.fixture(scope="module")
+def tiny_train(tmp_path_factory):
+    from tfqa.core.files import write_json_atomic
+    from tfqa.core.synthetic import synthetic_squad
+
+    return str(write_json_atomic(tmp_path_factory.mktemp("data") / "train.json", synthetic_squad(6, seed=1)))
+
+
+TINY = ["--preset", "smoke", "--max_seq_length", "64", "--doc_stride", "16", "--per_gpu_train_batch_size", "4"]
+
+
+def test_teacher_that_is_not_a_model_exits_2(tmp_path, capsys, tiny_train):  # #22
+    from tfqa.apps.train import train_main
+
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     (teacher / "notes.txt").write_text("not a model")
-    proc = train("--preset", "smoke", "--output_dir", str(tmp_path / "o"), "--teacher_model", str(teacher),
-                 "--num_train_epochs", "0.01", "--export_dir", "none", timeout=300)
-    assert proc.returncode == 2 and "--teacher_model" in proc.stderr and "Traceback" not in proc.stderr, \
-        proc.stderr[-2000:]
+    code = train_main([*TINY, "--output_dir", str(tmp_path / "o"), "--train_file", tiny_train, "--do_train",
+                       "--teacher_model", str(teacher), "--export_dir", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(f"train_keras.py: error: --teacher_model {teacher}")
 
 
-def test_training_file_without_questions_is_an_error(tmp_path):  # #8
+def test_training_file_without_questions_is_an_error(tmp_path, capsys):  # #8
+    from tfqa.apps.train import train_main
+
     empty = write(tmp_path / "empty.json", {"version": "1.1", "data": []})
     out = tmp_path / "o"
-    proc = train("--preset", "smoke", "--output_dir", str(out), "--train_file", empty, "--do_train", timeout=300)
-    assert proc.returncode == 2 and "--train_file" in proc.stderr and "no questions to train on" in proc.stderr, \
-        proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr and not (out / "tf_model.h5").exists() and "Done." not in proc.stdout
-    proc = train("--preset", "smoke", "--output_dir", str(out), "--predict_file", empty, "--do_eval", timeout=300)
-    assert proc.returncode == 2 and "--predict_file" in proc.stderr and "no questions to evaluate" in proc.stderr
-    assert "{}" not in proc.stdout
+    code = train_main([*TINY, "--output_dir", str(out), "--train_file", empty, "--do_train"])
+    std, err = capsys.readouterr()
+    assert_one_line(code, err, "--train_file", "no questions to train on")
+    assert not (out / "tf_model.h5").exists() and "Done." not in std
+    code = train_main([*TINY, "--output_dir", str(out), "--predict_file", empty, "--do_eval"])
+    std, err = capsys.readouterr()
+    assert_one_line(code, err, "--predict_file", "no questions to evaluate")
+    assert "{}" not in std
 
 
-@pytest.mark.slow
-def test_ctrl_c_during_training_is_one_line_with_how_to_resume(tmp_path):  # #16
+@pytest.mark.slow  # ~75 s: the first epoch has to end first
+def test_ctrl_c_during_training_is_one_line_with_how_to_resume(tmp_path, tiny_train):  # #16
     out = tmp_path / "run"
-    cmd = [sys.executable, "train_keras.py", "--preset", "smoke", "--output_dir", str(out), "--num_train_epochs", "50",
-           "--do_train", "--export_dir", "none"]
+    cmd = [sys.executable, "train_keras.py", *TINY, "--train_file", tiny_train, "--output_dir", str(out),
+           "--num_train_epochs", "1000", "--do_train", "--export_dir", "none"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -328,3 +345,17 @@ def test_ctrl_c_during_training_is_one_line_with_how_to_resume(tmp_path):  # #16
     assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("train_keras.py: interrupted after ") and "the same command resumes from epoch " in last
+
+
+def test_interruption_summary_says_where_a_rerun_starts(tmp_path):
+    from tfqa.core.files import write_json_atomic
+    from tfqa.core.history import interruption_summary
+
+    assert "nothing to resume" in interruption_summary(tmp_path)
+    epochs = [{"epoch": 1, "step_losses": [1.0] * 5}, {"epoch": 2, "step_losses": [1.0] * 5},
+              {"epoch": 3, "step_losses": [1.0] * 2, "partial": True}]
+    write_json_atomic(tmp_path / "history.json", {"epochs_planned": 4, "epochs": epochs})
+    assert interruption_summary(tmp_path) == ("interrupted after 12 training steps (2 of 4 epochs complete); "
+                                              "the same command resumes from epoch 3")
+    write_json_atomic(tmp_path / "history.json", {"epochs_planned": 2, "epochs": epochs[:2]})
+    assert "without training again" in interruption_summary(tmp_path)
