@@ -153,13 +153,14 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
         raise DecodingError(f"the features belong to examples 0..{int(features.example_index.max())} but "
                             f"{len(examples)} examples were given: features and examples do not match")
     for name, logits in (("start_logits", start_logits), ("end_logits", end_logits)):
-        # -inf is a fine "never" (padding is masked to it); NaN and +inf come from a broken model.
-        bad = np.isnan(logits) | np.isposinf(logits)
+        # Only real tokens count (padding is masked to -inf here anyway); a model gives them finite logits,
+        # and NaN/±inf would rank arbitrarily and make the null odds NaN (invalid JSON).
+        bad = ~np.isfinite(logits)
         real = features.attention_mask.astype(bool)
         if np.any(bad & real):
             window = int(np.nonzero((bad & real).any(axis=1))[0][0])
             raise DecodingError(f"{name} of window {window} (example "
-                                f"{examples[int(features.example_index[window])].id}) hold NaN or +inf: "
+                                f"{examples[int(features.example_index[window])].id}) hold NaN or an infinity: "
                                 "the model's output is unusable (did training diverge?)")
 
 
