@@ -248,3 +248,27 @@ def test_rerun_after_a_cut_off_export_exports_without_training_again(tmp_path, m
     again = json.loads((out / "history.json").read_text())
     assert again["epochs"] == history["epochs"] and again["steps_per_epoch"] == history["steps_per_epoch"]
     assert "final" in again and again["export"] == results["export"]
+
+
+def test_ctrl_c_during_a_deferred_block_waits_for_its_end():  # #16: Ctrl-C during the final export
+    import signal
+    import time
+
+    from tfqa.core.interrupts import deferred_interrupts
+
+    before, notices, steps = signal.getsignal(signal.SIGINT), [], []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts(notices.append, "the export"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # Python runs signal handlers between bytecodes: here, not at the block's end
+            steps.append("finished")
+    assert steps == ["finished"] and notices == ["Ctrl-C: finishing the export first (Ctrl-C again to stop at once)"]
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts(notices.append, "the export"):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)  # the second one stops at once
+            time.sleep(0.05)
+            steps.append("not reached")
+    assert steps == ["finished"]
