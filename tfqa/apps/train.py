@@ -88,6 +88,8 @@ def _run(argv: list[str] | None, state: dict) -> int:
     except ModelLoadError as e:
         raise _Hinted(f"{e}; offline? Try the self-contained run: python train_keras.py --preset smoke") from None
     except DataError as e:
+        if "TFDS" not in str(e):  # a file's own problem: the message says it all
+            raise
         raise _Hinted(f"{e}; pass local SQuAD files with --train_file/--predict_file, or try: "
                       "python train_keras.py --preset smoke") from None
     print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}))
