@@ -1,8 +1,9 @@
 """The `python -m tfqa` command line: one argparse parser, one function per command.
 
-Commands print results to stdout, progress and warnings to stderr, and turn
-every expected failure (bad data, bad predictions, missing files) into one
-`tfqa: error: …` line and exit status 2, without a traceback.
+Commands print results to stdout, progress and warnings to stderr, and raise
+`TfqaError`s for every expected failure (bad data, bad predictions, missing
+files, unwritable outputs); `main` runs them inside the error boundary
+(`tfqa.apps.boundary`), which prints one `tfqa: error: …` line, exit status 2.
 """
 
 from __future__ import annotations
