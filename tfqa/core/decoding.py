@@ -95,7 +95,7 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
     """
     if config is not None:
         n_best_size, max_answer_length = config.n_best_size, config.max_answer_length
-        version_2_with_negative, null_score_diff_threshold = config.version_2_with_negative, config.null_score_diff_threshold
+        version_2_with_negative, null_score_diff_threshold = config.version_2_with_negative, config.null_threshold
     start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
     _check_inputs(examples, features, start_logits, end_logits, n_best_size, max_answer_length)
     start_logits, end_logits = mask_padding(features, start_logits), mask_padding(features, end_logits)
