@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from reference import loop_decode
 from tfqa.core.decoding import decode_predictions
 from tfqa.core.features import prepare_features
-from tfqa.core.metrics import squad_metrics
+from tfqa.core.metrics import normalize_answer, squad_metrics
 from tfqa.core.squad import Answer, DataError, Example, parse_squad_json, read_squad
 
 FUZZ = settings(max_examples=int(os.environ.get("TFQA_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True,
@@ -115,7 +115,9 @@ def test_any_file_content_gives_examples_or_a_data_error(tmp_path_factory, conte
         assert str(e).startswith(str(path)) and "\n" not in str(e)
 
 
-ANSWERS = st.lists(WORDY, min_size=1, max_size=3)
+# Gold answers that normalize to "" ("A", "the", "...") are dropped by the v2.0 script and score 0 in v1.1: the
+# "gold answers score 100" property holds for the others (tests/test_metrics.py covers those rules).
+ANSWERS = st.lists(WORDY.filter(normalize_answer), min_size=1, max_size=3)
 
 
 @FUZZ
