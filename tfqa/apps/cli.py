@@ -127,11 +127,15 @@ def cmd_predict(args) -> int:
 
 def cmd_serve(args) -> int:
     """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
+    from tfqa.rest.batching_config import read_batching_parameters
     from tfqa.rest.servables import parse_labels
     from tfqa.rest.server import serve
 
+    if args.batching_parameters_file and not args.enable_batching:
+        raise CliError("--batching_parameters_file is read only with --enable_batching")
+    batching = read_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
-          all_versions=args.all_versions, labels=parse_labels(args.label), reporter=CONSOLE)
+          all_versions=args.all_versions, labels=parse_labels(args.label), batching=batching, reporter=CONSOLE)
     return 0
 
 
@@ -265,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load every version, not only the newest (TF Serving's 'all' version policy)")
     p.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",
                    help="version label for /labels/LABEL URLs, e.g. stable=1 (repeatable; the version is loaded)")
+    p.add_argument("--enable_batching", "--enable-batching", action="store_true",
+                   help="merge concurrent requests into batched model calls (TF Serving's flag; see serve/)")
+    p.add_argument("--batching_parameters_file", "--batching-parameters-file", default=None, metavar="FILE",
+                   help="TF Serving BatchingParameters text proto, e.g. serve/batching.config (default: TF "
+                        "Serving's defaults: max_batch_size 1000, batch_timeout_micros 0, max_enqueued_batches 10)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("ask", help="ask a running model server questions about a context",

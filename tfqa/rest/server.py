@@ -16,6 +16,7 @@ pool so the event loop keeps accepting requests while a model runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -27,6 +28,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
+from tfqa.rest.batching import Batcher
+from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.http import RequestError, StartupError, base_url, http_status, listen, read_body, run_server
 from tfqa.rest.json_api import (check_shapes, decode_inputs, dumps, encode_outputs, parse_json_object,
                                 signature_name_of)
@@ -59,8 +62,12 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
                            f"({arrays['question'].shape[0]} and {arrays['context'].shape[0]})")
 
 
-def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes) -> dict:
-    """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode."""
+def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
+            batcher: Batcher | None = None) -> dict:
+    """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
+
+    With a `batcher` (--enable_batching) the model call is merged with concurrent requests'.
+    """
     doc = parse_json_object(body)
     signature_name = signature_name_of(doc)
     servable = model.resolve(name, version, label)
@@ -68,11 +75,14 @@ def predict(model: Model, name: str, version: int | None, label: str | None, bod
     request_format, arrays = decode_inputs(doc, signature.dtypes)
     check_shapes(arrays, signature.shapes, signature_name)
     check_text_inputs(arrays, signature.dtypes)
-    return encode_outputs(servable.run(signature, arrays), request_format)
+    outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
+    return encode_outputs(outputs, request_format)
 
 
-def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
-    """The ASGI app serving an already loaded model."""
+def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+              batching: BatchingParameters | None = None) -> Starlette:
+    """The ASGI app serving an already loaded model; `batching` turns on server-side batching."""
+    batcher = Batcher(batching) if batching else None
 
     async def endpoint(request: Request) -> Response:
         method, path = request.method, request.url.path
@@ -88,7 +98,8 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Sta
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
                 version = int(version) if version else None
-                return _json_response(await run_in_threadpool(predict, model, name, version, label, body))
+                return _json_response(await run_in_threadpool(predict, model, name, version, label, body,
+                                                                       batcher))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
@@ -105,23 +116,32 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Sta
             log.exception("error while answering %s %s", method, path)
             return _json_response({"error": f"Internal error: {type(e).__name__}: {e}"}, 500)
 
-    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
-    app.state.model = model
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if batcher:
+            await run_in_threadpool(batcher.close)
+
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)], lifespan=lifespan)
+    app.state.model, app.state.batcher = model, batcher
     return app
 
 
 def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               all_versions: bool = False, labels: dict[str, int] | None = None) -> Starlette:
+               all_versions: bool = False, labels: dict[str, int] | None = None,
+               batching: BatchingParameters | None = None) -> Starlette:
     """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
-    return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes)
+    return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes,
+                     batching)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
-          labels: dict[str, int] | None = None, reporter: Reporter = SILENT) -> None:
+          labels: dict[str, int] | None = None, batching: BatchingParameters | None = None,
+          reporter: Reporter = SILENT) -> None:
     """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
 
     Reports one line with the model URL once requests are accepted; `port=0`
@@ -133,10 +153,12 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
     try:
         find_versions(model_dir)  # fails fast, before the port and TensorFlow
         sock = listen(host, port)
-        app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels)
+        app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels,
+                         batching=batching)
     except ModelDirError as e:
         raise StartupError(str(e)) from None
     model: Model = app.state.model
     versions = ", ".join(map(str, model.servables))
-    run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions} at "
-                          f"{base_url(host, sock)}/v1/models/{model.name}", reporter)
+    batched = f" (batching up to {batching.max_batch_size} rows per model call)" if batching else ""
+    run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions}{batched} "
+                          f"at {base_url(host, sock)}/v1/models/{model.name}", reporter)
