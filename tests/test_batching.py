@@ -224,3 +224,56 @@ def test_answers_are_identical_with_and_without_batching(wordpiece_tokenizer, tm
     np.testing.assert_allclose(floats(batched), floats(plain), rtol=1e-5, atol=1e-5)
     assert app.state.batcher.batches_run < len(work), "some requests were merged"
     app.state.batcher.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow  # a client stalls for 30 s by design
+def test_load_safety_32_clients_and_a_stalled_half_request(model):
+    """32 clients × 10 requests while another client sends half a request and stalls for 30 s."""
+    import socket
+
+    from serving_helpers import start_serve
+
+    proc, url, _ = start_serve("--model", str(model.base_dir), "--port", "0", "--enable_batching",
+                               "--batching_parameters_file", str(ROOT / "serve" / "batching.config"))
+    try:
+        predict = url + ":predict"
+        for _ in range(20):  # warm-up, then the start-up memory level
+            post(predict, ["Who?"], ["warm up"])
+        start_rss = rss_mb(proc.pid)
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        body = b'{"instances": [{"question": "Who?", "context": "half a request"}]}'
+        stalled = socket.create_connection((host, int(port)))
+        stalled.sendall(b"POST /v1/models/tfqa:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
+        stall_started = time.monotonic()
+
+        def client(k: int) -> list:
+            wrong = []
+            with requests.Session() as session:
+                for i in range(10):
+                    q, c = f"Question {k} {i}?", f"{WORDS[(k + i) % len(WORDS)]} and more words {k}"
+                    got = session.post(predict, json={"instances": [{"question": q, "context": c}]}, timeout=60)
+                    if got.status_code != 200 or got.json() != {"predictions": [expected_answer(q, c)]}:
+                        wrong.append((k, i, got.status_code, got.text[:200]))
+            return wrong
+
+        with ThreadPoolExecutor(32) as pool:
+            wrong = [w for ws in pool.map(client, range(32)) for w in ws]
+        assert wrong == []
+        assert time.monotonic() - stall_started < 30, "the stalled request did not hold the others up"
+        time.sleep(max(0.0, 30 - (time.monotonic() - stall_started)))
+        stalled.close()
+        assert post(predict, ["Who won?"], ["Broncos won"]).json()["predictions"][0]["answer"] == "Broncos"
+        time.sleep(1)
+        grown = rss_mb(proc.pid) - start_rss
+        assert grown < 64, f"the server's memory grew by {grown:.0f} MB under load"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
