@@ -146,6 +146,20 @@ def test_requests_that_cannot_merge_run_alone(model, monkeypatch):
     batcher.close()
 
 
+def test_demo_local_backend_batches_concurrent_questions(model, capsys):
+    from tfqa.apps.demo import LocalBackend
+
+    backend = LocalBackend(str(model.base_dir), BatchingParameters(max_batch_size=8, batch_timeout_micros=200_000))
+    qa = [(f"Question {i}?", f"{WORDS[i]} then more") for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        rows = list(pool.map(lambda x: backend.predict(*x), qa))
+    assert rows == [expected_answer(q, c) for q, c in qa]
+    assert backend.batcher.batches_run < len(qa)
+    backend.batcher.close()
+    assert main(["demo", "--server", "http://127.0.0.1:1/v1/models/tfqa", "--enable_batching"]) == 2
+    assert "--enable_batching applies to --model" in capsys.readouterr().err
+
+
 def wait_for(condition, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
