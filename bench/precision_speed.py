@@ -24,6 +24,7 @@ import argparse
 import collections
 import glob
 import os
+import sys
 import tempfile
 import time
 
@@ -167,7 +168,10 @@ def main() -> None:
                 start = time.perf_counter()
                 fn().numpy()
                 best[(mode, kind)] = min(best[(mode, kind)], time.perf_counter() - start)
-    peaks = peak_gflops(("float32", "bfloat16"), rounds=2)
+                print(f"round {r + 1}: {mode} {kind} {1000 * (time.perf_counter() - start):.0f} ms",
+                      file=sys.stderr, flush=True)
+    peaks = peak_gflops(("float32", "bfloat16"), rounds=2, calls=1)
+    print(f"matmul peak: {peaks}", file=sys.stderr, flush=True)
     profiles = {mode: profile_ops(fns[mode][0]) for mode in fns}
     kinds = float32_op_types(fns["bf16"][0])
     chosen = examples[:: max(len(examples) // args.questions, 1)][: args.questions]

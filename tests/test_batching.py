@@ -60,8 +60,9 @@ def assert_same(got: dict, want: dict):
 
 
 def test_serve_batching_config_parses_as_tf_serving_reads_it():
-    params = read_batching_parameters(ROOT / "serve" / "batching.config")
-    assert params.max_batch_size >= 8 and params.max_enqueued_batches >= 1 and params.num_batch_threads >= 1
+    for name in ("batching.config", "batching_cpu.config"):
+        params = read_batching_parameters(ROOT / "serve" / name)
+        assert params.max_batch_size >= 8 and params.max_enqueued_batches >= 1 and params.num_batch_threads >= 1
     defaults = read_batching_parameters(None)  # TF Serving's defaults without a file
     assert (defaults.max_batch_size, defaults.batch_timeout_micros, defaults.max_enqueued_batches) == (1000, 0, 10)
     parsed = parse_batching_parameters("max_batch_size { value: 8 }\nallowed_batch_sizes: 2\nallowed_batch_sizes: 8\n"
