@@ -8,7 +8,7 @@ tokens. The dtypes alternate within each round and the best round of each
 counts (timings on shared VMs drift). The CPU flags that decide whether reduced
 precision can pay are printed alongside: AVX-512 BF16 or AMX (bf16 tiles) make
 bfloat16 matmuls faster than float32; without them oneDNN converts to float32
-and bfloat16 only adds work. `peak_gflops` is imported by bench.precision_speed
+and bfloat16 only adds work. `matmul_timers` is imported by bench.precision_speed
 to express the model's achieved GFLOP/s as a fraction of this peak.
 """
 
@@ -38,17 +38,15 @@ def cpu_summary() -> str:
             f"bf16/fp16 matrix flags: {', '.join(have) if have else 'none (no AVX-512 BF16, no AMX)'}")
 
 
-def peak_gflops(dtypes=DTYPES, m: int = 3072, k: int = 768, n: int = 3072, rounds: int = 5,
-                calls: int = 3) -> dict[str, float]:
-    """{dtype: best GFLOP/s} of `calls` chained [m,k]×[k,n] matmuls per timing, dtypes alternating per round."""
+def matmul_timers(dtypes=DTYPES, m: int = 3072, k: int = 768, n: int = 3072, calls: int = 3) -> dict:
+    """{dtype: timer}: each call of a timer runs `calls` chained [m,k]×[k,n] matmuls and returns GFLOP/s."""
     import tensorflow as tf
 
     flops = 2.0 * m * k * n * calls
-    fns, args = {}, {}
+    timers = {}
     for dtype in dtypes:
-        a = tf.random.stateless_normal([m, k], seed=[1, 2], dtype=tf.float32)
-        b = tf.random.stateless_normal([k, n], seed=[3, 4], dtype=tf.float32) / 30.0
-        args[dtype] = (tf.cast(a, dtype), tf.cast(b, dtype))
+        a = tf.cast(tf.random.stateless_normal([m, k], seed=[1, 2]), dtype)
+        b = tf.cast(tf.random.stateless_normal([k, n], seed=[3, 4]) / 30.0, dtype)
 
         @tf.function
         def chain(a, b):
@@ -58,15 +56,25 @@ def peak_gflops(dtypes=DTYPES, m: int = 3072, k: int = 768, n: int = 3072, round
                 a = a + tf.cast(1e-3, a.dtype)
             return total
 
-        fns[dtype] = chain
-        chain(*args[dtype]).numpy()  # trace and warm up
+        chain(a, b).numpy()  # trace and warm up
+
+        def timer(chain=chain, a=a, b=b) -> float:
+            start = time.perf_counter()
+            chain(a, b).numpy()
+            return flops / (time.perf_counter() - start) / 1e9
+
+        timers[dtype] = timer
+    return timers
+
+
+def peak_gflops(dtypes=DTYPES, m: int = 3072, k: int = 768, n: int = 3072, rounds: int = 5,
+                calls: int = 3) -> dict[str, float]:
+    """{dtype: best GFLOP/s} over `rounds` rounds, the dtypes alternating within each round."""
+    timers = matmul_timers(dtypes, m, k, n, calls)
     best = {dtype: 0.0 for dtype in dtypes}
     for r in range(rounds):
-        order = dtypes[r % len(dtypes):] + dtypes[:r % len(dtypes)]
-        for dtype in order:
-            start = time.perf_counter()
-            fns[dtype](*args[dtype]).numpy()
-            best[dtype] = max(best[dtype], flops / (time.perf_counter() - start) / 1e9)
+        for dtype in dtypes[r % len(dtypes):] + dtypes[:r % len(dtypes)]:
+            best[dtype] = max(best[dtype], timers[dtype]())
     return best
 
 
