@@ -98,8 +98,8 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
                 version = int(version) if version else None
-                return _json_response(await run_in_threadpool(predict, model, name, version, label, body,
-                                                                       batcher))
+                answer = await run_in_threadpool(predict, model, name, version, label, body, batcher)
+                return _json_response(answer)
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
