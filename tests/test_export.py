@@ -69,7 +69,7 @@ def python_answers(model, tokenizer, examples, config):
     return decode_predictions(examples, features, out.start_logits.numpy(), out.end_logits.numpy(),
                               n_best_size=config.n_best_size, max_answer_length=config.max_answer_length,
                               version_2_with_negative=config.version_2_with_negative,
-                              null_score_diff_threshold=config.null_score_diff_threshold)
+                              null_score_diff_threshold=config.decoding.null_threshold)
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from helpers import ROOT
 TF_FREE = ["tfqa", "tfqa.core.squad", "tfqa.core.features", "tfqa.core.decoding", "tfqa.core.metrics",
            "tfqa.core.config", "tfqa.core.run_dir", "tfqa.core.history", "tfqa.core.files",
            "tfqa.export.versions", "tfqa.rest.servables", "tfqa.apps.cli", "tfqa.apps.report",
-           "tfqa.training.presets"]
+           "tfqa.training.presets", "tfqa.core.null_threshold", "tfqa.apps.answerer"]
 
 
 def test_importing_tfqa_does_not_load_tensorflow():
-    code = ("import sys; " + "; ".join(f"import {m}" for m in TF_FREE)
+    code = ("import sys; " + "; ".join(f"import {m}" for m in TF_FREE) + "; tfqa.QuestionAnswerer"
             + "; print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras', 'tensorflow_text') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -29,7 +29,7 @@ def test_public_api_is_importable_from_tfqa():
     import tfqa
 
     for name in ("load_squad", "read_squad", "prepare_features", "decode_predictions", "squad_metrics",
-                 "Example", "Answer", "Features", "DataError", "TfqaError"):
+                 "Example", "Answer", "Features", "DataError", "TfqaError", "QuestionAnswerer"):
         assert hasattr(tfqa, name), name
     assert issubclass(tfqa.DataError, tfqa.TfqaError)
 

@@ -10,7 +10,8 @@ from the layers below it (checked by import-linter, see pyproject.toml):
     tfqa.rest      serving runtime: loaded versions, TF Serving's REST JSON, the local server, the client
     tfqa.apps      the command line, the demo, the run report
 
-Importing `tfqa` does not import TensorFlow.
+Importing `tfqa` does not import TensorFlow; `tfqa.QuestionAnswerer` (answers in one call, see
+`tfqa.apps.answerer`) imports it when first used.
 """
 
 import os
@@ -28,6 +29,15 @@ from tfqa.core.squad import Answer, DataError, Example, load_squad, read_squad  
 __version__ = "0.1.0"
 
 __all__ = [
-    "Answer", "DataError", "Example", "Features", "TfqaError", "decode_predictions", "load_squad",
+    "Answer", "DataError", "Example", "Features", "QuestionAnswerer", "TfqaError", "decode_predictions", "load_squad",
     "prepare_features", "read_squad", "squad_metrics",
 ]
+
+
+def __getattr__(name: str):
+    # `tfqa.QuestionAnswerer` loads models (TensorFlow): imported on first use, so `import tfqa` stays light.
+    if name == "QuestionAnswerer":
+        from tfqa.apps.answerer import QuestionAnswerer
+
+        return QuestionAnswerer
+    raise AttributeError(f"module 'tfqa' has no attribute {name!r}")

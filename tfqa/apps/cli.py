@@ -154,9 +154,8 @@ def _add_batching_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ask(args) -> int:
-    """Asks a running model server (TF Serving or `serve`) questions about one context; prints the answers."""
-    from tfqa.rest.client import ServingClient
-
+    """Asks a running model server (TF Serving or `serve`), or a model loaded here (--model), questions about one
+    context; prints the answers."""
     if args.context is not None:
         context = args.context
     elif args.context_file is not None:
@@ -170,18 +169,38 @@ def cmd_ask(args) -> int:
         context = sys.stdin.read()
     if not context.strip() or not all(q.strip() for q in args.question):
         raise CliError("the context and every --question must contain some text")
-    try:
-        client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
-                               signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
-    except ValueError as e:  # a malformed URL or option
-        raise CliError(str(e)) from None
-    results = client.answer(args.question, context)
+    results = _ask_model(args, context) if args.model is not None else _ask_server(args, context)
     for question, result in zip(args.question, results):
         if args.json:
             print(json.dumps({"question": question, **result}, ensure_ascii=False))
         else:  # one line per question, in order; newlines inside an answer would break that
             print(" ".join(result["answer"].split()) or "(no answer)")
     return 0
+
+
+def _ask_server(args, context: str) -> list[dict]:
+    from tfqa.rest.client import ServingClient
+
+    try:
+        client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
+                               signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
+    except ValueError as e:  # a malformed URL or option
+        raise CliError(str(e)) from None
+    return client.answer(args.question, context)
+
+
+def _ask_model(args, context: str) -> list[dict]:
+    """The answers of `tfqa.QuestionAnswerer` under the server's names (the same lines as with --server)."""
+    from tfqa.apps.answerer import QuestionAnswerer, serving_answer
+
+    if args.version is not None or args.label is not None:
+        raise CliError("--version/--label pick a version on a --server; with --model pass the version directory "
+                       "(e.g. export/tfqa/2)")
+    try:
+        qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size)
+        return [serving_answer(result) for result in qa(args.question, context)]
+    except ValueError as e:  # bad --batch-size or text; load problems are TfqaErrors (one line too)
+        raise CliError(str(e)) from None
 
 
 def cmd_export(args) -> int:
@@ -290,9 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batching_options(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("ask", help="ask a running model server questions about a context",
+    p = sub.add_parser("ask", help="ask a model questions about a context (a running server, or a run/export here)",
                        description=cmd_ask.__doc__ + " The context comes from --context, --context-file or stdin.")
-    p.add_argument("--server", required=True, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
+    answerer = p.add_mutually_exclusive_group(required=True)
+    answerer.add_argument("--server", default=None, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
+    answerer.add_argument("--model", default=None,
+                          help="answer here, without a server: a training run's --output_dir or an export (base "
+                               "directory, its newest version is used, or one version directory)")
     p.add_argument("--question", required=True, action="append", help="a question (repeat for several: one call)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--context", default=None, help="the context text")

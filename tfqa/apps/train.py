@@ -80,9 +80,16 @@ def closing_lines(config, results: dict) -> str:
              f"per epoch), checkpoints/, logs/ (TensorBoard).",
              f"Next: python -m tfqa inspect {out}",
              f"      python -m tfqa evaluate {config.predict_file} {out}/{PREDICTIONS_FILE}"
-             + (f" --na-prob-file {out}/{NULL_ODDS_FILE}" if config.version_2_with_negative else ""),
+             + (f" --na-prob-file {out}/{NULL_ODDS_FILE} --na-prob-thresh {_applied_threshold(config, results)!r}"
+                if config.version_2_with_negative or "null_threshold" in results else ""),
              f"      python -m tfqa predict --model {out} --data FILE --output DIR"]
     if results.get("export"):
         lines.append(f"      python -m tfqa serve --model {export_base(config)}   (the SavedModel: {results['export']})")
     lines.append(f"      tensorboard --logdir {out}/{LOGS_DIR}")
     return "\n".join(lines)
+
+
+def _applied_threshold(config, results: dict) -> float:
+    """The null threshold the run's predictions were decoded at: the tuned one (--null_score_diff_threshold auto)
+    or the number given; `evaluate` needs it as --na-prob-thresh to score them as they are."""
+    return results.get("null_threshold", {}).get("threshold", config.decoding.null_threshold)

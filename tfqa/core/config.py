@@ -23,8 +23,21 @@ from typing import Any
 from tfqa.core.squad import is_tfds_name
 
 
-def _flag(default, help: str, aliases: tuple[str, ...] = (), choices=None):
-    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices})
+def _flag(default, help: str, aliases: tuple[str, ...] = (), choices=None, parse=None):
+    return field(default=default, metadata={"help": help, "aliases": aliases, "choices": choices, "parse": parse})
+
+
+AUTO = "auto"
+
+
+def number_or_auto(text: str) -> float | str:
+    """A flag value that is a number or "auto" (an argparse type)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or '{AUTO}', got {text!r}") from None
 
 
 class _SettingsGroup:
@@ -69,15 +82,27 @@ class DecodeConfig(_SettingsGroup):
     n_best_size: int = _flag(20, "candidates per example kept in nbest_predictions.json")
     max_answer_length: int = _flag(30, "longest answer in tokens")
     version_2_with_negative: bool = _flag(False, "SQuAD 2.0: some questions have no answer")
-    null_score_diff_threshold: float = _flag(0.0, "SQuAD 2.0: answer '' when null score − best span exceeds this")
+    null_score_diff_threshold: float | str = _flag(
+        AUTO, "SQuAD 2.0: answer '' when null score − best span exceeds this; 'auto': after the final evaluation, "
+        "the dev set's best_f1_thresh (0.0 until then, and without dev data)", parse=number_or_auto)
+
+    @property
+    def auto_threshold(self) -> bool:
+        """Whether the threshold is still to be tuned on dev data ("auto")."""
+        return self.null_score_diff_threshold == AUTO
+
+    @property
+    def null_threshold(self) -> float:
+        """The threshold decoding applies: the number, or 0.0 while it is "auto" (not tuned yet)."""
+        return 0.0 if self.auto_threshold else float(self.null_score_diff_threshold)
 
     def problems(self) -> list[str]:
         """What is wrong with the values, as flag-named messages (empty when fine)."""
         problems = [f"--{name} must be positive (got {getattr(self, name)})"
                     for name in ("n_best_size", "max_answer_length") if getattr(self, name) <= 0]
-        if not math.isfinite(self.null_score_diff_threshold):
-            problems.append(f"--null_score_diff_threshold must be a finite number "
-                            f"(got {self.null_score_diff_threshold})")
+        value = self.null_score_diff_threshold
+        if value != AUTO and (isinstance(value, (bool, str)) or not math.isfinite(value)):
+            problems.append(f"--null_score_diff_threshold must be a finite number or 'auto' (got {value!r})")
         return problems
 
 
@@ -254,7 +279,8 @@ def add_to_parser(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
         if f.type in ("bool", bool):
             parser.add_argument(*names, dest=f.name, action="store_true", help=help_text)
         else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            kind = f.metadata.get("parse") or {"int": int, "float": float, "str": str}[
+                f.type if isinstance(f.type, str) else f.type.__name__]
             parser.add_argument(*names, dest=f.name, type=kind, default=f.default, help=help_text,
                                 choices=f.metadata.get("choices"))
 

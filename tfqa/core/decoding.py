@@ -90,7 +90,7 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
     """
     if config is not None:
         n_best_size, max_answer_length = config.n_best_size, config.max_answer_length
-        version_2_with_negative, null_score_diff_threshold = config.version_2_with_negative, config.null_score_diff_threshold
+        version_2_with_negative, null_score_diff_threshold = config.version_2_with_negative, config.null_threshold
     start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
     if start_logits.shape != features.input_ids.shape or end_logits.shape != features.input_ids.shape:
         raise ValueError(f"logits of shape {start_logits.shape}/{end_logits.shape} do not match "

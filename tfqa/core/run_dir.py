@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from tfqa.core.config import TrainConfig
+from tfqa.core.config import AUTO, TrainConfig
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import write_json_atomic
 
@@ -93,6 +93,8 @@ def load_settings(model_dir: str | os.PathLike) -> TrainConfig:
 
 
 def _same_kind(value, default) -> bool:
+    if default == AUTO:  # a setting that is a number or "auto" (null_score_diff_threshold)
+        return value == AUTO or _same_kind(value, 0.0)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):

@@ -207,7 +207,7 @@ class QAModule(tf.Module):
                 tf.gather_nd(end_logits, cls), tf.float64)
             null = tf.math.unsorted_segment_min(null_row, rows["example"], n_ex)
             diff = null - best
-            answered = has_span & (diff <= cfg.null_score_diff_threshold)
+            answered = has_span & (diff <= cfg.null_threshold)
             score_out = tf.where(answered, best, null)
             out["null_score_diff"] = tf.cast(diff, tf.float32)
         char_start = tf.where(answered, char_start, -1)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tfqa.core.config import TrainConfig
 from tfqa.core.files import write_json_atomic
 from tfqa.core.metrics import squad_metrics
+from tfqa.core.null_threshold import tune_null_threshold
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, export_base, save_settings
 from tfqa.core.squad import load_squad, squad_version
@@ -141,10 +142,23 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
                                      f"({len(eval_features):,} windows)")
         predictions, nbest, null_odds = predict_answers(model, eval_features, eval_examples, config.decoding,
                                                         eval_batch, progress)
-        results = squad_metrics(eval_examples, predictions, na_probs=null_odds or None)
+        # The na-prob threshold is the decoding one (see tfqa.core.null_threshold.scores_at).
+        results = squad_metrics(eval_examples, predictions, na_probs=null_odds or None,
+                                na_prob_thresh=config.decoding.null_threshold)
         progress.done()
+        if null_odds and config.decoding.auto_threshold:
+            tuned = tune_null_threshold(eval_examples, predictions, nbest, null_odds, config.decoding.null_threshold)
+            predictions, results = tuned.predictions, {**tuned.after, "null_threshold": tuned.summary()}
+            config = config.replace(null_score_diff_threshold=tuned.threshold)
+            reporter.line(f"null score threshold: {tuned.threshold:.4f} (the dev set's best_f1_thresh): F1 "
+                          f"{tuned.before['f1']:.2f} at 0.0 → {tuned.after['f1']:.2f}")
         write_prediction_files(out, predictions, nbest, null_odds)
         write_json_atomic(out / RESULTS_FILE, {**results, "epochs": history})
+    if config.decoding.auto_threshold:  # nothing to tune it on: the number decoding used all along
+        if config.version_2_with_negative:
+            reporter.note("--null_score_diff_threshold auto: no SQuAD 2.0 evaluation data to tune it on; using 0.0")
+        config = config.replace(null_score_diff_threshold=0.0)
+    save_settings(out, config)  # again: the threshold is now a number (the export bakes it in)
     extra = {}
     base = export_base(config)
     if train_examples and base:
@@ -156,5 +170,5 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
                       + (f" ({exported.note})" if exported.note else ""))
         extra["export"] = str(exported.path)
     if recorder is not None:
-        recorder.finish(final=results or None, **extra)
+        recorder.finish(final=results or None, config=config.to_dict(), **extra)
     return {**results, "epochs": history, **extra}

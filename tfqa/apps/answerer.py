@@ -1,0 +1,236 @@
+"""`tfqa.QuestionAnswerer`: answers from Python in one call, from a training run or an export.
+
+    qa = tfqa.QuestionAnswerer.from_pretrained("runs/squad")   # or runs/squad/export/tfqa, or .../export/tfqa/3
+    qa("Who won?", "Denver Broncos won Super Bowl 50.")
+    # {"answer": "Denver Broncos", "score": 11.3, "start": 0, "end": 14}   (+ "null_score_diff": SQuAD 2.0)
+    qa(["Who won?", "Which Super Bowl?"], "Denver Broncos won Super Bowl 50.")   # a list of dicts
+    qa("Who won?", "Denver Broncos won Super Bowl 50.", top_k=3)             # the 3 best spans, best first
+
+A run directory is answered by the Python pipeline `python -m tfqa predict`
+runs (`tfqa.modeling.prediction`), an export by its raw-text signature loaded
+as `python -m tfqa serve` loads it (`tfqa.rest.servables`). Either way the
+windowing and decoding settings — window size, stride, n-best, maximum answer
+length, SQuAD 2.0 and its null threshold — are the run's own (its
+`tfqa_config.json`, baked into the export), never given again here.
+
+Why this lives in `tfqa.apps`: it loads run directories (`tfqa.modeling`) and
+exports (`tfqa.rest.servables`), and only the apps layer may use both; it is
+what a person calls, like the command line. `import tfqa` stays TensorFlow-free:
+`tfqa.QuestionAnswerer` imports this module on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfqa.core.errors import TfqaError
+from tfqa.core.run_dir import MODEL_CONFIG_FILE
+from tfqa.export.versions import version_dirs
+
+
+class AnswererLoadError(TfqaError, ValueError):
+    """The path is neither a training run directory nor an export; one line."""
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One question's decoded result: the answer and its span (-1 offsets when ""), and the best spans."""
+
+    answer: str
+    score: float
+    start: int
+    end: int
+    null_score_diff: float | None
+    spans: list[dict]
+
+
+def _float32(value) -> float:
+    # The shortest text of the float32 value, as the export and TF Serving's JSON give scores:
+    # the same number whichever way a question was answered.
+    return float(str(np.float32(value)))
+
+
+class _RunDir:
+    """A `save_pretrained` model + tokenizer + tfqa_config.json, answered by the Python pipeline."""
+
+    def __init__(self, path: Path, batch_size: int):
+        from tfqa.core.run_dir import load_settings
+        from tfqa.modeling.checkpoints import load_qa_model
+
+        self.config = load_settings(path)
+        self.model, self.tokenizer = load_qa_model(str(path))
+        self.batch_size = batch_size
+        self.max_top_k = self.config.n_best_size
+        self.description = f"{path} (training run, answered by the Python pipeline)"
+
+    def answer(self, questions: list[str], contexts: list[str]) -> list[_Scored]:
+        from tfqa.core.features import prepare_features
+        from tfqa.core.squad import Example
+        from tfqa.modeling.prediction import predict_answers
+
+        examples = [Example(str(i), "", q, c, ()) for i, (q, c) in enumerate(zip(questions, contexts))]
+        features = prepare_features(examples, self.tokenizer, config=self.config.features)
+        predictions, nbest, null_odds = predict_answers(self.model, features, examples, self.config.decoding,
+                                                        self.batch_size)
+        results = []
+        for e in examples:
+            spans = [{"answer": x["text"], "score": x["start_logit"] + x["end_logit"], "start": x["answer_start"],
+                      "end": x["answer_start"] + len(x["text"])} for x in nbest[e.id] if x["text"]]
+            best_score = spans[0]["score"] if spans else 0.0  # decoding's score when there is no span
+            diff = null_odds.get(e.id)
+            answered = bool(predictions[e.id])
+            # As the export: an answer's score is its span's, a SQuAD 2.0 "no answer"'s the null score.
+            score = best_score if answered or diff is None else diff + best_score
+            results.append(_Scored(predictions[e.id], _float32(score), spans[0]["start"] if answered else -1,
+                                   spans[0]["end"] if answered else -1, None if diff is None else _float32(diff),
+                                   [{**s, "score": _float32(s["score"])} for s in spans]))
+        return results
+
+
+class _Export:
+    """One version of a raw-text tfqa export, loaded as `python -m tfqa serve` loads it."""
+
+    def __init__(self, path: Path, batch_size: int):
+        from tfqa.export.versions import is_version_name
+        from tfqa.rest.servables import find_versions, load_servable
+
+        if (path / "saved_model.pb").exists():
+            version = int(path.name) if is_version_name(path.name) else 0
+        else:
+            version, path = max(find_versions(path).items())
+        self.servable = load_servable(version, path)
+        self.signature = self.servable.signature("serving_default")
+        if set(self.signature.dtypes) != {"question", "context"}:
+            raise AnswererLoadError(f"{path}: serving_default takes {', '.join(sorted(self.signature.dtypes))}, "
+                                    "not raw question + context text; QuestionAnswerer needs a raw-text tfqa export")
+        self.batch_size = batch_size
+        # The number of candidate slots is not in the signature (a dynamic dimension): ask once.
+        probe = self.servable.run(self.signature, {"question": np.array([b"?"], dtype=object),
+                                                   "context": np.array([b"probe"], dtype=object)})
+        self.max_top_k = probe["candidate_answers"].shape[1] if "candidate_answers" in probe else 1
+        self.description = f"{path} (export version {version})"
+
+    def answer(self, questions: list[str], contexts: list[str]) -> list[_Scored]:
+        from tfqa.rest.json_api import encode_outputs
+
+        results = []
+        for i in range(0, len(questions), self.batch_size):
+            arrays = {"question": np.array([q.encode() for q in questions[i:i + self.batch_size]], dtype=object),
+                      "context": np.array([c.encode() for c in contexts[i:i + self.batch_size]], dtype=object)}
+            # The JSON rows `python -m tfqa serve` would send, so `ask --model` prints what `ask --server` does.
+            for row in encode_outputs(self.servable.run(self.signature, arrays), "row")["predictions"]:
+                spans = [{"answer": t, "score": s, "start": a, "end": b} for t, s, a, b in zip(
+                    row.get("candidate_answers", []), row.get("candidate_scores", []),
+                    row.get("candidate_starts", []), row.get("candidate_ends", [])) if a >= 0]
+                if not spans and row["answer_start"] >= 0:  # an export without candidate outputs
+                    spans = [{"answer": row["answer"], "score": row["score"], "start": row["answer_start"],
+                              "end": row["answer_end"]}]
+                results.append(_Scored(row["answer"], row["score"], row["answer_start"], row["answer_end"],
+                                       row.get("null_score_diff"), spans))
+        return results
+
+
+class QuestionAnswerer:
+    """Extractive QA in one call: `qa(question, context)` → {"answer", "score", "start", "end"}.
+
+    Build it with `from_pretrained(path)`. `start`/`end` are character offsets
+    into the context as Python counts them (`context[start:end] == answer`),
+    -1 when a SQuAD 2.0 model answers "" (then `score` is the null score and
+    `null_score_diff` — null score − best span score — exceeds the run's
+    threshold). Lists of questions (with one context each, or one context for
+    all) give a list of results, answered in batches.
+    """
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, batch_size: int = 32) -> "QuestionAnswerer":
+        """Loads a training run directory (`save_pretrained` model + tokenizer + tfqa_config.json) or an export
+        (a base directory with integer versions, its newest one is used, or one version directory).
+
+        `batch_size`: questions per model call (a run directory: windows per batch).
+        """
+        path = Path(path)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive (got {batch_size})")
+        if not path.is_dir():
+            raise AnswererLoadError(f"{path}: no such directory (expected a training run's --output_dir or an "
+                                    "export such as OUTPUT_DIR/export/tfqa)")
+        if (path / "saved_model.pb").exists() or version_dirs(path):
+            return cls(_Export(path, batch_size))
+        if (path / MODEL_CONFIG_FILE).exists():
+            return cls(_RunDir(path, batch_size))
+        raise AnswererLoadError(f"{path}: neither a training run ({MODEL_CONFIG_FILE} of a save_pretrained model) "
+                                "nor an export (saved_model.pb, or version folders 1/, 2/, ...)")
+
+    @property
+    def description(self) -> str:
+        """What answers: the path and whether it is a run directory or an export version."""
+        return self._backend.description
+
+    def __call__(self, question: str | list[str], context: str | list[str], *, top_k: int = 1):
+        """The answer to `question` about `context` (lists: one result per question, in order).
+
+        `top_k` > 1: instead of one dict, a list of the `top_k` best spans per
+        question ({"answer", "score", "start", "end"}, best first; fewer when the
+        context has fewer), before any SQuAD 2.0 "no answer" decision.
+        Raises ValueError for empty or non-string inputs.
+        """
+        questions, contexts = _checked(question, context)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= self._backend.max_top_k:
+            raise ValueError(f"top_k must be an integer from 1 to {self._backend.max_top_k} (the spans this model "
+                             f"ranks per question), got {top_k!r}")
+        results = []
+        for scored in self._backend.answer(questions, contexts):
+            if top_k > 1:
+                results.append([dict(s) for s in scored.spans[:top_k]])
+                continue
+            result = {"answer": scored.answer, "score": scored.score, "start": scored.start, "end": scored.end}
+            if scored.null_score_diff is not None:
+                result["null_score_diff"] = scored.null_score_diff
+            results.append(result)
+        return results[0] if isinstance(question, str) else results
+
+
+def _checked(question, context) -> tuple[list[str], list[str]]:
+    """(questions, contexts) as equal-length lists of non-blank strings, else ValueError saying which."""
+    def strings(value, what: str) -> list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"{what} must be a string or a list of strings, not {type(value).__name__}")
+        if not items:
+            raise ValueError(f"{what}: the list is empty")
+        for i, item in enumerate(items):
+            where = what if isinstance(value, str) else f"{what}[{i}]"
+            if not isinstance(item, str):
+                raise ValueError(f"{where} must be a string, not {type(item).__name__}")
+            if not item.strip():
+                raise ValueError(f"{where} is empty")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"{where} is not valid text ({e.reason} at character {e.start})") from None
+        return list(items)
+
+    questions = strings(question, "question")
+    contexts = strings(context, "context")
+    if isinstance(question, str) and not isinstance(context, str):
+        raise ValueError("one question with a list of contexts: pass a list of questions, one per context")
+    if isinstance(context, str):
+        contexts = contexts * len(questions)
+    elif len(contexts) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts (give one context per question, "
+                         "or one context string for all)")
+    return questions, contexts
+
+
+def serving_answer(result: dict) -> dict:
+    """A QuestionAnswerer result under the names TF Serving's JSON uses (`answer_start`, `answer_end`), as
+    `tfqa.rest.client.ServingClient.answer` returns them: `ask --model` prints what `ask --server` prints."""
+    renamed = {"start": "answer_start", "end": "answer_end"}
+    return {renamed.get(k, k): v for k, v in result.items()}
