@@ -75,3 +75,18 @@ def load_real(name: str, tokenizer):
         examples = load_squad(squad_path(name))
         _SQUAD_CACHE[name] = (examples, prepare_features(examples, tokenizer))
     return _SQUAD_CACHE[name]
+
+
+def python_answers(model, tokenizer, examples, config):
+    """The Python pipeline's answers and null odds with the export's settings."""
+    from tfqa.core.decoding import decode_predictions
+    from tfqa.core.features import prepare_features
+
+    features = prepare_features(examples, tokenizer, config.max_seq_length, config.doc_stride,
+                                config.max_query_length)
+    inputs = {k: v for k, v in features.model_inputs().items() if k in model.input_signature}
+    out = model(inputs, training=False)
+    return decode_predictions(examples, features, out.start_logits.numpy(), out.end_logits.numpy(),
+                              n_best_size=config.n_best_size, max_answer_length=config.max_answer_length,
+                              version_2_with_negative=config.version_2_with_negative,
+                              null_score_diff_threshold=config.decoding.null_threshold)

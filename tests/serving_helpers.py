@@ -113,15 +113,16 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """Runs an ASGI app under uvicorn in a background thread, on a free port of 127.0.0.1."""
+    """Runs an ASGI app as `serve` and `demo` run it (uvicorn, guarded), in a background thread on 127.0.0.1."""
 
-    def __init__(self, app):
-        import uvicorn
+    def __init__(self, app, limits=None):
+        from tfqa.rest.connections import GuardedServer
+        from tfqa.rest.limits import ConnectionLimits
 
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.server = GuardedServer(app, limits or ConnectionLimits(), log_level="warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):

@@ -19,7 +19,8 @@ from helpers import CORPUS, ROOT
 from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_export, free_port
 
 from tfqa.apps.cli import main
-from tfqa.apps.demo import MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, create_demo_app, to_answer
+from tfqa.apps.demo import (MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, allowed_hosts, create_demo_app,
+                            to_answer)
 from tfqa.rest.json_api import RequestError
 from tfqa.rest.servables import ModelDirError
 from tfqa.rest.server import create_app
@@ -80,7 +81,7 @@ def test_page_is_one_self_contained_file(client):
 
 def test_info_and_samples(client, tiny_export):
     info = client.get("/api/info").json()
-    assert info["model"] == f"{tiny_export} (version 1, loaded locally)"
+    assert info["model"] == f"{tiny_export.name} (version 1, loaded locally)"  # no absolute path (issue 15, #21)
     assert info["max_passage_chars"] == MAX_PASSAGE_CHARS == 20_000
     samples = client.get("/api/samples").json()["samples"]
     assert len(samples) == 3 and all(s["title"] and s["question"] and s["passage"] for s in samples)
@@ -123,7 +124,8 @@ def test_prediction_rows_become_page_answers():
     (b"x" * (600 * 1024), 413, "The request is over 524,288 bytes"),
 ])
 def test_bad_questions_get_json_errors(client, body, status, message):
-    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {
+        "json": body}
     response = client.post("/api/answer", **kwargs)
     assert response.status_code == status and message in response.json()["error"]
     assert "Traceback" not in response.text
@@ -306,7 +308,8 @@ def save_whole_page(driver, path, width=1200):
 
 
 def test_browser_asks_highlights_and_fits_a_phone(browser, client, local_backend, artifacts):
-    with ThreadedServer(create_demo_app(local_backend)) as server:
+    # As `run_demo` builds it: the page's own requests pass the Host and same-origin checks.
+    with ThreadedServer(create_demo_app(local_backend, allowed_hosts("127.0.0.1"))) as server:
         url = f"http://127.0.0.1:{server.port}/"
         browser.set_window_size(1200, 900)
         browser.get(url)

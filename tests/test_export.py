@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import CORPUS, ROOT, tiny_examples
-from tfqa.core.decoding import decode_predictions
+from helpers import CORPUS, ROOT, python_answers, tiny_examples
 from tfqa.export.savedmodel import KERAS_ENDPOINT, build_module, export_model
 from tfqa.export.versions import WARMUP_FILE, next_version
 from tfqa.core.features import prepare_features
@@ -58,18 +57,6 @@ def tiny_model(wordpiece_tokenizer):
     # initializer_range 0.5 spreads the logits so that answers are not decided by float noise.
     return tiny_distilbert(wordpiece_tokenizer.vocab_size, 64, dim=16, n_layers=1, n_heads=2, seed=3,
                            initializer_range=0.5)
-
-
-def python_answers(model, tokenizer, examples, config):
-    """The Python pipeline's answers and null odds with the export's settings."""
-    features = prepare_features(examples, tokenizer, config.max_seq_length, config.doc_stride,
-                                config.max_query_length)
-    inputs = {k: v for k, v in features.model_inputs().items() if k in model.input_signature}
-    out = model(inputs, training=False)
-    return decode_predictions(examples, features, out.start_logits.numpy(), out.end_logits.numpy(),
-                              n_best_size=config.n_best_size, max_answer_length=config.max_answer_length,
-                              version_2_with_negative=config.version_2_with_negative,
-                              null_score_diff_threshold=config.decoding.null_threshold)
 
 
 @pytest.fixture(scope="module")

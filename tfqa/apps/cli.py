@@ -16,6 +16,7 @@ from tfqa.apps.console import CONSOLE
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
+from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
 
 
 class CliError(TfqaError):
@@ -131,8 +132,11 @@ def cmd_serve(args) -> int:
     from tfqa.rest.server import serve
 
     batching = _batching_parameters(args)
+    limits = ConnectionLimits(max_connections=args.max_connections, read_timeout=args.read_timeout,
+                              idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
-          all_versions=args.all_versions, labels=parse_labels(args.label), batching=batching, reporter=CONSOLE)
+          all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
+          limits=limits, batching=batching, reporter=CONSOLE)
     return 0
 
 
@@ -300,8 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501, help="REST port, 0 for any free one (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--name", default=None, help="model name in the URLs (default: the export directory's name)")
-    p.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024,
+    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                    help="larger request bodies get HTTP 413 (default: %(default)s)")
+    p.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES,
+                   help="more instances in one predict request get HTTP 400, as TF Serving refuses batches over "
+                        "its maximum (default: %(default)s)")
+    p.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
+                   help="more open connections get HTTP 503 and are closed (default: %(default)s)")
+    p.add_argument("--read-timeout", type=float, default=ConnectionLimits.read_timeout,
+                   help="seconds to receive a request's headers, and then its body; slower clients get HTTP 408 "
+                        "(default: %(default)s)")
+    p.add_argument("--idle-timeout", type=float, default=ConnectionLimits.idle_timeout,
+                   help="seconds a keep-alive connection may wait for its next request (default: %(default)s)")
     p.add_argument("--all-versions", action="store_true",
                    help="load every version, not only the newest (TF Serving's 'all' version policy)")
     p.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",

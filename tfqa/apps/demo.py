@@ -6,11 +6,16 @@ highlighted in the passage, its score and the next best candidates. The page
 origin:
 
     GET  /              the page
-    GET  /api/info      {"model": what answers, "max_passage_chars": ...}
+    GET  /api/info      {"model": what answers (no local paths), "max_passage_chars": ...}
     GET  /api/samples   {"samples": [{"title", "question", "passage"}, ...]}
     POST /api/answer    {"question", "context"} → {"answer", "score", "answer_start",
                         "answer_end", "null_score_diff", "candidates": [{"text", "score",
                         "start", "end"}, ...]}; errors: 4xx/5xx {"error": "..."}
+
+Every answer, errors and unknown routes included, is JSON with `nosniff`.
+Questions must be same-origin `application/json` POSTs (a cross-site form or
+`text/plain` fetch cannot run the model), and `run_demo` answers only Host
+names it listens as (no DNS rebinding of a local demo).
 
 Answers come from one `Backend` with two implementations: `LocalBackend`
 (the newest version of an export directory, loaded by `tfqa.rest.servables` as
@@ -27,10 +32,12 @@ import logging
 import math
 import threading
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -39,8 +46,9 @@ from tfqa.core.progress import SILENT, Reporter
 from tfqa.rest.batching import Batcher
 from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.client import ServingClient, ServingError
-from tfqa.rest.http import RequestError, StartupError, base_url, http_status, listen, read_body, run_server
-from tfqa.rest.json_api import encode_outputs
+from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
+                            run_server)
+from tfqa.rest.json_api import encode_outputs, utf8
 from tfqa.rest.servables import ModelDirError, ServingFailure, find_versions, load_model
 
 MAX_PASSAGE_CHARS = 20_000
@@ -75,7 +83,8 @@ class LocalBackend(Backend):
             inputs = ", ".join(sorted(self.signature.dtypes))
             raise ModelDirError(f"{self.servable.path}: serving_default takes {inputs}, not raw question + context "
                                 "text; the demo needs a raw-text tfqa export")
-        self.description = f"{model_dir} (version {self.servable.version}, loaded locally)"
+        # The folder's name only: the page is public to whoever reaches it, the server's paths are not.
+        self.description = f"{Path(model_dir).resolve().name} (version {self.servable.version}, loaded locally)"
 
     def predict(self, question: str, context: str) -> dict:
         arrays = {"question": np.array([question.encode()], dtype=object),
@@ -135,11 +144,16 @@ def parse_question(body: bytes) -> tuple[str, str]:
     """(question, context) from the page's JSON, or RequestError with the message the page shows."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # also 100,000 nested [ and 5,000-digit numbers
         doc = None
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("question", "context")):
         raise RequestError('send a JSON object {"question": "...", "context": "..."} with two strings')
     question, context = doc["question"], doc["context"]
+    for name, text in (("question", question), ("passage", context)):
+        try:
+            utf8(text)
+        except RequestError as e:  # the rule of every tfqa input: refuse lone surrogates, naming the field
+            raise RequestError(f"The {name} is not valid text: {e}") from None
     if not context.strip():
         raise RequestError("The passage is empty: paste a passage or pick a sample first.")
     if not question.strip():
@@ -152,17 +166,71 @@ def parse_question(body: bytes) -> tuple[str, str]:
     return question, context
 
 
+def _host_name(host_header: str) -> str:
+    """The host of a Host header without its port: "[::1]:8080" → "::1", "localhost:80" → "localhost"."""
+    if host_header.startswith("["):
+        return host_header[1:].partition("]")[0]
+    return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
+
+
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """Host header names the demo answers when listening on `host` (None: any, for 0.0.0.0 / ::).
+
+    A page on attacker.example whose DNS name is re-pointed at 127.0.0.1 (DNS
+    rebinding) reaches a local demo as the same origin: its requests still
+    carry `Host: attacker.example`, which is refused. A demo listening on all
+    interfaces is public anyway and cannot know its names.
+    """
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    return frozenset({"127.0.0.1", "localhost", "::1", host.strip("[]").lower()})
+
+
+class _Guard:
+    """ASGI middleware: Host check (DNS rebinding), same-origin JSON-only POSTs, nosniff on every response."""
+
+    def __init__(self, app, hosts: frozenset[str] | None):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope["method"], headers)
+
+        async def send_nosniff(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        if refusal:
+            return await JSONResponse({"error": refusal[1]}, refusal[0])(scope, receive, send_nosniff)
+        await self.app(scope, receive, send_nosniff)
+
+    def _refusal(self, method: str, headers: dict) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        if self.hosts is not None and _host_name(host).lower() not in self.hosts:
+            return 400, f"this demo answers for {', '.join(sorted(self.hosts))}, not the host '{host[:100]}'"
+        if method != "POST":
+            return None
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return 415, "send the question as Content-Type: application/json"
+        origin, site = headers.get("origin"), headers.get("sec-fetch-site", "same-origin")
+        if (origin is not None and origin.partition("://")[2] != host) or site not in ("same-origin", "none"):
+            return 403, "questions are accepted from this demo's own page only (cross-origin request refused)"
+        return None
+
+
 def _page(name: str) -> bytes:
     return resources.files(__package__).joinpath(name).read_bytes()
 
 
-def create_demo_app(backend: Backend) -> Starlette:
-    """The demo's ASGI app around a ready backend."""
+def create_demo_app(backend: Backend, hosts: frozenset[str] | None = None):
+    """The demo's ASGI app around a ready backend, answering Host headers in `hosts` (None: any)."""
     page, samples = _page("demo_page.html"), json.loads(_page("demo_samples.json"))
 
     async def index(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"})
+        return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": _CSP})
 
     async def info(request: Request) -> Response:
         return JSONResponse({"model": backend.description, "max_passage_chars": MAX_PASSAGE_CHARS,
@@ -193,8 +261,10 @@ def create_demo_app(backend: Backend) -> Starlette:
         except RequestError as e:
             return JSONResponse({"error": str(e)}, e.status)
 
-    return Starlette(routes=[Route("/", index), Route("/api/info", info), Route("/api/samples", sample_list),
-                             Route("/api/answer", answer, methods=["POST"])])
+    app = Starlette(routes=[Route("/", index), Route("/api/info", info), Route("/api/samples", sample_list),
+                            Route("/api/answer", answer, methods=["POST"])],
+                    exception_handlers={HTTPException: json_http_exception})
+    return _Guard(app, hosts)
 
 
 def run_demo(*, model: str | None = None, server: str | None = None, host: str = "127.0.0.1",
@@ -216,5 +286,5 @@ def run_demo(*, model: str | None = None, server: str | None = None, host: str =
             ServingClient(server, timeout=5).status()
         except ServingError as e:  # it may come up later; meanwhile the page shows this same error
             reporter.warn(str(e))
-    run_server(create_demo_app(backend), sock, f"Demo at {base_url(host, sock)}/ (model: {backend.description})",
+    run_server(create_demo_app(backend, allowed_hosts(host)), sock, f"Demo at {base_url(host, sock)}/ (model: {backend.description})",
                reporter)

@@ -39,14 +39,25 @@ class ServingConfig(ComposedSettings):
     features: FeatureConfig = field(default_factory=FeatureConfig)
     decoding: DecodeConfig = field(default_factory=DecodeConfig)
     num_candidates: int = 5  # spans listed in the `candidate_*` outputs (for demos and UIs)
+    # Windows the model runs on at once. A 200 KB context is ~200 windows: in one call MiniLM's
+    # attention alone took ~1.4 GB per layer; in calls of 32 the peak stays near one call's.
+    rows_per_call: int = 32
 
     def validate(self) -> None:
         """Raises ValueError for settings that cannot produce a window or an answer."""
         problems = self.features.problems() + self.decoding.problems()
         if self.num_candidates <= 0:
             problems.append(f"num_candidates must be positive (got {self.num_candidates})")
+        if self.rows_per_call <= 0:
+            problems.append(f"rows_per_call must be positive (got {self.rows_per_call})")
         if problems:
             raise ValueError("; ".join(problems))
+
+
+def valid_utf8(texts):
+    """`texts` with every invalid UTF-8 sequence replaced by U+FFFD (valid strings unchanged)."""
+    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD,
+                                        replace_control_characters=False)
 
 
 def _ragged_constant_rows(values, rows):
@@ -99,11 +110,37 @@ class QAModule(tf.Module):
         """Answers for string tensors [batch]: answer, score, answer_start/answer_end (+ null_score_diff)."""
         if self.tokenizer is None:
             raise ValueError("this model's tokenizer cannot run in the graph; use the token-id signature")
+        # Bytes that are not UTF-8 (b64 requests: CESU-8 surrogates, overlong forms, stray bytes)
+        # become U+FFFD first, one per maximal invalid subsequence as Python's
+        # bytes.decode("utf-8", "replace") does: the tokenizer, the offsets and the answer
+        # substrings then all count the same code points (b"\xc0\xafab" → "\ufffd\ufffdab").
+        question, context = valid_utf8(question), valid_utf8(context)
         q_ids = self.tokenizer.tokenize(question)[:, : self._config.features.max_query_length]
         c_ids, c_start, c_end = self.tokenizer.tokenize_with_offsets(context)
         rows = self._windows(q_ids, c_ids, c_start, c_end)
-        logits = self.logits(rows["input_ids"], rows["attention_mask"], rows.get("token_type_ids"))
-        return self._decode(context, rows, logits["start_logits"], logits["end_logits"])
+        start_logits, end_logits = self._logits_in_chunks(rows)
+        return self._decode(context, rows, start_logits, end_logits)
+
+    def _logits_in_chunks(self, rows):
+        """The model's logits for every row, `rows_per_call` rows per model call, one call after another.
+
+        Each row is computed alone (attention never crosses rows), so chunks give
+        the logits of one big call while peak memory stays that of one chunk.
+        """
+        size = self._config.rows_per_call
+        n_rows, length = tf.shape(rows["input_ids"])[0], tf.shape(rows["input_ids"])[1]
+        names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in rows]
+
+        def call(i, starts, ends):
+            part = {name: rows[name][i:i + size] for name in names}
+            out = self.logits(part["input_ids"], part["attention_mask"], part.get("token_type_ids"))
+            return i + size, tf.concat([starts, out["start_logits"]], 0), tf.concat([ends, out["end_logits"]], 0)
+
+        none = tf.zeros([0, length], tf.float32)
+        _, starts, ends = tf.while_loop(lambda i, *_: i < n_rows, call, (0, none, none), parallel_iterations=1,
+                                        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]),
+                                                          tf.TensorShape([None, None])))
+        return starts, ends
 
     def _windows(self, q_ids, c_ids, c_start, c_end) -> dict:
         """Model inputs and decoding bookkeeping for every window of every example (rows)."""
@@ -179,8 +216,15 @@ class QAModule(tf.Module):
         score = tf.reshape(tf.where(valid, score, _NEG_INF), [tf.shape(score)[0], -1])  # [rows, k·k]
 
         def first_at_max(values, segments, num_segments):
-            """Per segment: the max of `values` and the first position reaching it."""
+            """Per segment: the max of `values` and the first position reaching it.
+
+            A segment of only -inf (a window or example without a valid span, e.g. a context
+            of zero-width spaces) has max -inf and its first position, not the segment op's
+            "empty" value (the dtype's lowest finite number, which no value equals, so the
+            position would be int32.max and index far outside the batch).
+            """
             top = tf.math.unsorted_segment_max(values, segments, num_segments)
+            top = tf.where(top == values.dtype.min, tf.constant(_NEG_INF, values.dtype), top)
             positions = tf.range(tf.size(segments))
             at_top = tf.where(values == tf.gather(top, segments), positions, tf.int32.max)
             return top, tf.math.unsorted_segment_min(at_top, segments, num_segments)

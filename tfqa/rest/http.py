@@ -8,10 +8,13 @@ REST server does, so both servers answer a failing model call alike.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 from tfqa.core.errors import TfqaError
 from tfqa.core.progress import SILENT, Reporter
+from tfqa.rest.connections import GuardedServer
+from tfqa.rest.limits import ConnectionLimits
 
 # TF canonical error codes → HTTP statuses, as TF Serving's REST server maps them (http_server.cc).
 _HTTP_STATUS = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400,
@@ -26,6 +29,13 @@ class RequestError(TfqaError, ValueError):
         self.status = status
 
 
+class ClientGone(RequestError):
+    """The client closed the connection before its request was complete (499, as TF Serving's CANCELLED)."""
+
+    def __init__(self):
+        super().__init__("the client closed the connection before sending the whole request", 499)
+
+
 class StartupError(TfqaError, RuntimeError):
     """A server cannot start (bad model directory or URL, busy port); one line."""
 
@@ -35,26 +45,49 @@ def http_status(code: int) -> int:
     return _HTTP_STATUS.get(code, 500)
 
 
-async def read_body(request, limit: int, too_big: str | None = None) -> bytes:
+async def read_body(request, limit: int, too_big: str | None = None,
+                    timeout: float = ConnectionLimits.read_timeout) -> bytes:
     """The whole body of a Starlette `request`, or RequestError 413 once it exceeds `limit` bytes.
 
     Chunked bodies have no Content-Length, so the bytes are counted as they arrive.
+    A body not complete within `timeout` seconds (a trickle, or a Content-Length
+    larger than what is sent) is RequestError 408; a client gone mid-body is
+    `ClientGone` (nobody to answer, nothing to log).
     """
+    from starlette.requests import ClientDisconnect
+
     error = RequestError(too_big or f"the request body exceeds the limit of {limit} bytes", 413)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise error
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise error
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise error
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(f"the request body did not arrive within {timeout:g} s (--read-timeout): "
+                           f"{size} of {declared or 'an unknown number of'} bytes came", 408) from None
+    except ClientDisconnect:
+        raise ClientGone() from None
     return b"".join(chunks)
+
+
+async def json_http_exception(request, exc):
+    """Starlette's own refusals (404 no such route, 405 method not allowed: TRACE, ...) as {"error": ...}."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code,
+                        headers=dict(exc.headers or {}))
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to host:port (port 0: any free one), not yet listening; StartupError when it cannot bind."""
+    if not 0 <= port <= 65535:  # getaddrinfo would take 70000 as 70000 % 65536 = 4464
+        raise StartupError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -71,14 +104,13 @@ def base_url(host: str, sock: socket.socket) -> str:
     return f"http://{url_host}:{sock.getsockname()[1]}"
 
 
-def run_server(app, sock: socket.socket, banner: str, reporter: Reporter = SILENT) -> None:
-    """Serves the ASGI `app` on `sock` under uvicorn until SIGINT/SIGTERM.
+def run_server(app, sock: socket.socket, banner: str, reporter: Reporter = SILENT,
+               limits: ConnectionLimits = ConnectionLimits()) -> None:
+    """Serves the ASGI `app` on `sock` under uvicorn, with `limits`, until SIGINT/SIGTERM.
 
     The socket listens before `banner` is reported, so the URL in it works as
     soon as a person (or a test) reads it.
     """
-    import uvicorn
-
     sock.listen(128)
     reporter.line(banner)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)).run(sockets=[sock])
+    GuardedServer(app, limits, log_level="warning", timeout_graceful_shutdown=5).run(sockets=[sock])

@@ -24,6 +24,7 @@ import numpy as np
 
 from tfqa.rest.http import RequestError
 
+MAX_RANK = 32
 _INT_RANGES = {f"{sign}int{bits}": ((0, 2**bits - 1) if sign else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
                for sign in ("", "u") for bits in (8, 16, 32, 64)}
 # Largest magnitude, and largest exactly representable integer, per float type.
@@ -33,7 +34,10 @@ _FLOATS = {"float16": (65504.0, 2**11), "float32": (float(np.finfo(np.float32).m
 
 def shown(value, limit: int = 120) -> str:
     """A JSON value as text for error messages, cut to `limit` characters."""
-    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        text = f"<a {type(value).__name__} nested too deeply to show>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -60,7 +64,7 @@ def _leaf(value, dtype: str):
     """One scalar of a tensor, checked against `dtype` as TF Serving does (no silent coercion)."""
     if dtype == "string":
         if isinstance(value, str):
-            return value.encode("utf-8", "surrogatepass")
+            return utf8(value)
         if _is_b64(value):
             try:
                 return base64.b64decode(value["b64"], validate=True)
@@ -87,6 +91,22 @@ def _leaf(value, dtype: str):
     raise RequestError(f"Conversion of JSON Value: {shown(value)} to type: {dtype} is not supported", 501)
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8, or RequestError for a lone surrogate (a JSON "\\ud800" escape with no pair).
+
+    Such a string is not Unicode text: encoding it "surrogatepass" gives bytes the
+    model reads as three U+FFFD, shifting every character offset after it. The
+    rule is tfqa's for every input surface: refuse, naming the place (here the
+    element and input the caller adds); raw bytes go as {"b64": ...}.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RequestError(f"the string has a lone surrogate \\u{ord(text[e.start]):04x} at character {e.start}, "
+                           "which is not Unicode text (characters beyond U+FFFF are a \\ud83d\\ude00-style "
+                           "pair; send bytes as {\"b64\": ...})") from None
+
+
 def _fill(value, level: int, shape: list[int], dtype: str, out: list) -> None:
     if not isinstance(value, list):
         if level != len(shape):
@@ -109,6 +129,8 @@ def to_array(value, dtype: str) -> np.ndarray:
     while isinstance(probe, list):
         shape.append(len(probe))
         probe = probe[0] if probe else None
+        if len(shape) > MAX_RANK:  # NumPy holds at most 64 dimensions; no signature takes anywhere near 32
+            raise RequestError(f"a tensor nested more than {MAX_RANK} lists deep; no signature takes such a rank")
     flat: list = []
     _fill(value, 0, shape, dtype, flat)
     if dtype != "string" and dtype not in _INT_RANGES and dtype not in _FLOATS and dtype != "bool":
@@ -118,12 +140,24 @@ def to_array(value, dtype: str) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _number(text: str):
+    # As RapidJSON (TF Serving's parser) reads integers: 64-bit when they fit, else a double;
+    # Python's int() refuses more than 4,300 digits with a ValueError and is slow long before.
+    if len(text.lstrip("-")) <= 20:
+        return int(text)
+    value = float(text)
+    if math.isinf(value):
+        raise RequestError(f"JSON Parse error: Number too big to be stored in double: {text[:20]}... "
+                           f"({len(text)} digits)")
+    return value
+
+
 def parse_json_object(body: bytes) -> dict:
     """The request body as a JSON object (NaN and Infinity allowed, as in TF Serving)."""
     if not body.strip():
         raise RequestError("JSON Parse error: The document is empty")
     try:
-        doc = json.loads(body.decode("utf-8"))
+        doc = json.loads(body.decode("utf-8"), parse_int=_number)
     except UnicodeDecodeError as e:
         raise RequestError(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
     except json.JSONDecodeError as e:
@@ -154,6 +188,23 @@ def decode_inputs(doc: dict, dtypes: dict[str, str]) -> tuple[str, dict[str, np.
     if "inputs" in doc:
         return "columnar", _columns_to_arrays(doc["inputs"], dtypes)
     raise RequestError("Missing 'inputs' or 'instances' key")
+
+
+def check_batch_size(doc: dict, arrays: dict[str, np.ndarray] | None, limit: int) -> None:
+    """Refuses requests of more than `limit` instances, as TF Serving refuses batches over its maximum.
+
+    Call it with `arrays=None` before decoding (row requests are counted from the
+    JSON list, so 10,000 instances are refused before any of them is converted),
+    then with the decoded arrays (columnar requests: their first dimension).
+    """
+    if arrays is None:
+        instances = doc.get("instances")
+        counts = [len(instances)] if isinstance(instances, list) else []
+    else:
+        counts = [array.shape[0] for array in arrays.values() if array.ndim]
+    if counts and max(counts) > limit:
+        raise RequestError(f"the request has {max(counts)} instances; this server takes at most {limit} per request "
+                           "(--max-instances): send them in several requests")
 
 
 def _rows_to_arrays(instances, dtypes: dict[str, str]) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,12 +31,16 @@ from starlette.routing import Route
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.rest.batching import Batcher
 from tfqa.rest.batching_config import BatchingParameters
-from tfqa.rest.http import RequestError, StartupError, base_url, http_status, listen, read_body, run_server
-from tfqa.rest.json_api import (check_shapes, decode_inputs, dumps, encode_outputs, parse_json_object,
-                                signature_name_of)
-from tfqa.rest.servables import Model, ModelDirError, ServingFailure, find_versions, load_model
+from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
+                            run_server)
+from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
+from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
+                                parse_json_object, signature_name_of)
+from tfqa.rest.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
+                                 release_memory)
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# After requests this big, freed memory is handed back to the OS (see servables.release_memory).
+_BIG_BODY_BYTES = 256 * 1024
 # TF Serving's URL patterns (http_rest_api_util.cc), matched case-insensitively on the decoded path.
 _VERSION_OR_LABEL = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
 PREDICT_PATH = re.compile(rf"/v1/models/([^/:]+){_VERSION_OR_LABEL}:(classify|regress|predict)", re.I)
@@ -63,7 +68,7 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
 
 
 def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
-            batcher: Batcher | None = None) -> dict:
+            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None) -> dict:
     """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
 
     With a `batcher` (--enable_batching) the model call is merged with concurrent requests'.
@@ -72,14 +77,31 @@ def predict(model: Model, name: str, version: int | None, label: str | None, bod
     signature_name = signature_name_of(doc)
     servable = model.resolve(name, version, label)
     signature = servable.signature(signature_name)
+    check_batch_size(doc, None, max_instances)
     request_format, arrays = decode_inputs(doc, signature.dtypes)
+    check_batch_size(doc, arrays, max_instances)
     check_shapes(arrays, signature.shapes, signature_name)
     check_text_inputs(arrays, signature.dtypes)
-    outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
-    return encode_outputs(outputs, request_format)
+    try:
+        outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
+        return encode_outputs(outputs, request_format)
+    finally:
+        if len(body) >= _BIG_BODY_BYTES:
+            del doc, arrays
+            release_memory()
+
+
+def version_number(text: str | None) -> int | None:
+    """The version of a /versions/N URL (None without one); 400 beyond int64, as TF Serving answers."""
+    if text is None:
+        return None
+    if len(text) > 19 or int(text) >= 2**63:
+        raise RequestError(f"Failed to convert version: {text[:30]}{'...' if len(text) > 30 else ''} to numeric.")
+    return int(text)
 
 
 def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+              max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
               batching: BatchingParameters | None = None) -> Starlette:
     """The ASGI app serving an already loaded model; `batching` turns on server-side batching."""
     batcher = Batcher(batching) if batching else None
@@ -94,19 +116,19 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             if match:
                 name, version, label, verb = match.groups()
                 body = await read_body(request, max_body_bytes, f"the request body exceeds the limit of "
-                                                                f"{max_body_bytes} bytes (--max-body-bytes)")
+                                                                f"{max_body_bytes} bytes (--max-body-bytes)",
+                                       read_timeout)
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
-                version = int(version) if version else None
-                answer = await run_in_threadpool(predict, model, name, version, label, body, batcher)
-                return _json_response(answer)
+                return _json_response(await run_in_threadpool(predict, model, name, version_number(version), label,
+                                                              body, max_instances, batcher))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
                 if not name:
                     raise RequestError("Missing model name in request.")
                 answer = model.metadata if metadata else model.status
-                return _json_response(answer(name, int(version) if version else None, label))
+                return _json_response(answer(name, version_number(version), label))
             raise RequestError(f"Malformed request: {method} {path}")
         except RequestError as e:
             return _json_response({"error": str(e)}, e.status)
@@ -122,25 +144,29 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         if batcher:
             await run_in_threadpool(batcher.close)
 
-    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)], lifespan=lifespan)
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)],
+                    exception_handlers={HTTPException: json_http_exception}, lifespan=lifespan)
     app.state.model, app.state.batcher = model, batcher
     return app
 
 
 def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                all_versions: bool = False, labels: dict[str, int] | None = None,
+               max_instances: int = DEFAULT_MAX_INSTANCES,
+               read_timeout: float = ConnectionLimits.read_timeout,
                batching: BatchingParameters | None = None) -> Starlette:
     """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
     return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes,
-                     batching)
+                     max_instances, read_timeout, batching)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
-          labels: dict[str, int] | None = None, batching: BatchingParameters | None = None,
+          labels: dict[str, int] | None = None, max_instances: int = DEFAULT_MAX_INSTANCES,
+          limits: ConnectionLimits = ConnectionLimits(), batching: BatchingParameters | None = None,
           reporter: Reporter = SILENT) -> None:
     """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
 
@@ -148,17 +174,21 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
     picks a free port (the line says which). Raises StartupError (one line)
     when the directory cannot be served or the port cannot be had.
     """
-    if max_body_bytes < 1:
-        raise StartupError(f"--max-body-bytes must be positive, not {max_body_bytes}")
+    problems = limits.problems()
+    problems += [f"--max-body-bytes must be positive, not {max_body_bytes}"] if max_body_bytes < 1 else []
+    problems += [f"--max-instances must be positive, not {max_instances}"] if max_instances < 1 else []
+    if problems:
+        raise StartupError("; ".join(problems))
     try:
+        check_model_name(name)
         find_versions(model_dir)  # fails fast, before the port and TensorFlow
         sock = listen(host, port)
         app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels,
-                         batching=batching)
+                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching)
     except ModelDirError as e:
         raise StartupError(str(e)) from None
     model: Model = app.state.model
     versions = ", ".join(map(str, model.servables))
     batched = f" (batching up to {batching.max_batch_size} rows per model call)" if batching else ""
     run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions}{batched} "
-                          f"at {base_url(host, sock)}/v1/models/{model.name}", reporter)
+                          f"at {base_url(host, sock)}/v1/models/{model.name}", reporter, limits)

@@ -1,0 +1,32 @@
+"""The serving limits and their defaults: one owner for the server, the demo and their flags.
+
+The defaults fit a small machine (2 CPU cores, a few GB of RAM) serving a
+MiniLM/DistilBERT export; README "Reliability" lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# 10,000 QA instances in one request took the server from 0.9 to 4.9 GB (issue 15, #4); TF Serving's
+# batching refuses batches over its maximum likewise.
+DEFAULT_MAX_INSTANCES = 256
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Per-process connection limits (`serve`/`demo` flags of the same names)."""
+
+    max_connections: int = 256  # open connections; more get 503 (each holds a file descriptor)
+    read_timeout: float = 30.0  # seconds to receive a request's headers, and again its body; else 408
+    idle_timeout: float = 5.0  # seconds a keep-alive connection may wait for its next request
+
+    def problems(self) -> list[str]:
+        """What makes these limits unusable (empty when they are fine)."""
+        out = [f"--max-connections must be at least 1, not {self.max_connections}"] if self.max_connections < 1 else []
+        for name in ("read_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):  # also refuses NaN
+                out.append(f"--{name.replace('_', '-')} must be a positive number of seconds, not {value}")
+        return out
