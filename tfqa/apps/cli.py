@@ -192,12 +192,30 @@ def cmd_serve(args) -> int:
     from tfqa.rest.servables import parse_labels
     from tfqa.rest.server import serve
 
+    batching = _batching_parameters(args)
     limits = ConnectionLimits(max_connections=args.max_connections, read_timeout=args.read_timeout,
                               idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
           all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
-          limits=limits, reporter=CONSOLE)
+          limits=limits, batching=batching, reporter=CONSOLE)
     return 0
+
+
+def _batching_parameters(args):
+    """The BatchingParameters of --enable_batching [--batching_parameters_file FILE], or None."""
+    from tfqa.rest.batching_config import read_batching_parameters
+
+    if args.batching_parameters_file and not args.enable_batching:
+        raise CliError("--batching_parameters_file is read only with --enable_batching")
+    return read_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
+
+
+def _add_batching_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--enable_batching", "--enable-batching", action="store_true",
+                   help="merge concurrent requests into batched model calls (TF Serving's flag; see serve/)")
+    p.add_argument("--batching_parameters_file", "--batching-parameters-file", default=None, metavar="FILE",
+                   help="TF Serving BatchingParameters text proto, e.g. serve/batching.config (default: TF "
+                        "Serving's defaults: max_batch_size 1000, batch_timeout_micros 0, max_enqueued_batches 10)")
 
 
 def cmd_ask(args) -> int:
@@ -273,7 +291,11 @@ def cmd_demo(args) -> int:
     """Serves a one-page web demo: paste a passage, ask a question, see the answer highlighted in it."""
     from tfqa.apps.demo import run_demo
 
-    run_demo(model=args.model, server=args.server, host=args.host, port=args.port, reporter=CONSOLE)
+    batching = _batching_parameters(args)
+    if batching and args.server:
+        raise CliError("--enable_batching applies to --model; start the server with it instead")
+    run_demo(model=args.model, server=args.server, host=args.host, port=args.port, batching=batching,
+             reporter=CONSOLE)
     return 0
 
 
@@ -361,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load every version, not only the newest (TF Serving's 'all' version policy)")
     p.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",
                    help="version label for /labels/LABEL URLs, e.g. stable=1 (repeatable; the version is loaded)")
+    _add_batching_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("ask", help="ask a model questions about a context (a running server, or a run/export here)",
@@ -393,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--server", default=None, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)")
+    _add_batching_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
 
