@@ -93,6 +93,18 @@ def _write_warmup(path: Path) -> None:
         writer.write(log.SerializeToString())
 
 
+def build_tiny_export(tokenizer, base: Path) -> Path:
+    """A real raw-text SQuAD 2.0 export (base/1) of a tiny seeded DistilBERT: real graph, deterministic answers."""
+    from tfqa.export.qa_module import ServingConfig
+    from tfqa.export.savedmodel import export_model
+    from tfqa.modeling.checkpoints import tiny_distilbert
+
+    model = tiny_distilbert(tokenizer.vocab_size, 64, dim=16, n_layers=1, n_heads=2, seed=3, initializer_range=0.5)
+    export_model(model, tokenizer, ServingConfig(max_seq_length=64, doc_stride=16, max_query_length=16,
+                                                 version_2_with_negative=True), base)
+    return base
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (for 'connection refused' tests)."""
     with socket.socket() as s:

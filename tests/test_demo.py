@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from helpers import CORPUS, ROOT
-from serving_helpers import ThreadedServer, build_fake_qa_model, free_port
+from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_export, free_port
 
 from tfqa.apps.cli import main
 from tfqa.apps.demo import (MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, allowed_hosts, create_demo_app,
@@ -39,16 +39,7 @@ SCRIPT_PASSAGE = "<script>alert(1)</script><b>x</b> " + CORPUS[0]
 @pytest.fixture(scope="module")
 def tiny_export(wordpiece_tokenizer, tmp_path_factory):
     """A real raw-text SQuAD 2.0 export of a tiny DistilBERT, as tests/test_export.py builds one."""
-    from tfqa.export.savedmodel import export_model
-    from tfqa.modeling.checkpoints import tiny_distilbert
-    from tfqa.export.qa_module import ServingConfig
-
-    model = tiny_distilbert(wordpiece_tokenizer.vocab_size, 64, dim=16, n_layers=1, n_heads=2, seed=3,
-                            initializer_range=0.5)
-    base = tmp_path_factory.mktemp("demo") / "tfqa"
-    export_model(model, wordpiece_tokenizer, ServingConfig(max_seq_length=64, doc_stride=16, max_query_length=16,
-                                                           version_2_with_negative=True), base)
-    return base
+    return build_tiny_export(wordpiece_tokenizer, tmp_path_factory.mktemp("demo") / "tfqa")
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 from helpers import ROOT
 from google.protobuf import text_format
@@ -30,8 +31,9 @@ def test_model_config_parses_and_names_the_export():
     assert model.model_version_policy.latest.num_versions == 1
 
 
-def test_batching_config_uses_known_fields():
-    fields = re.findall(r"^\s*(\w+)\s*\{\s*value:\s*\w+\s*\}", (SERVE / "batching.config").read_text(), re.M)
+@pytest.mark.parametrize("name", ["batching.config", "batching_cpu.config"])
+def test_batching_config_uses_known_fields(name):
+    fields = re.findall(r"^\s*(\w+)\s*\{\s*value:\s*\w+\s*\}", (SERVE / name).read_text(), re.M)
     assert fields and set(fields) <= BATCHING_FIELDS
     assert "max_batch_size" in fields
 

@@ -1,21 +1,24 @@
 """The `python -m tfqa` command line: one argparse parser, one function per command.
 
-Commands print results to stdout, progress and warnings to stderr, and turn
-every expected failure (bad data, bad predictions, missing files) into one
-`tfqa: error: …` line and exit status 2, without a traceback.
+Commands print results to stdout, progress and warnings to stderr, and raise
+`TfqaError`s for every expected failure (bad data, bad predictions, missing
+files, unwritable outputs); `main` runs them inside the error boundary
+(`tfqa.apps.boundary`), which prints one `tfqa: error: …` line, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
 from tfqa.core.errors import TfqaError
-from tfqa.core.files import open_text, write_json_atomic
+from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
 from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
 
@@ -35,6 +38,10 @@ def _read_json_object(path: str, what: str) -> dict:
         raise CliError(f"{path}: not valid JSON ({what}): {e.msg} at line {e.lineno}, column {e.colno}") from None
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise CliError(f"{path}: cannot read {what}: {e}") from None
+    except RecursionError:
+        raise CliError(f"{path}: JSON nested too deeply ({what})") from None
+    except ValueError as e:  # integers of more than 4,300 digits
+        raise CliError(f"{path}: not usable JSON ({what}): {e}") from None
     if not isinstance(obj, dict):
         raise CliError(f"{path}: expected a JSON object {{question id: ...}} ({what}), got {type(obj).__name__}")
     return obj
@@ -42,6 +49,8 @@ def _read_json_object(path: str, what: str) -> dict:
 
 def _load_predictions(path: str) -> dict[str, str]:
     predictions = _read_json_object(path, "predictions")
+    if not predictions:
+        raise CliError(f"{path}: no predictions (an empty JSON object); nothing to score")
     for qid, text in predictions.items():
         if not isinstance(text, str):
             raise CliError(f"{path}: question {qid}: the prediction must be a string, got {type(text).__name__}")
@@ -53,17 +62,64 @@ def _load_na_probs(path: str, question_ids) -> dict[str, float]:
     for qid, value in na_probs.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CliError(f"{path}: question {qid}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN/Infinity: Python's json reads them, but no threshold can use them
+            raise CliError(f"{path}: question {qid}: expected a finite number, got {value}")
     missing = [qid for qid in question_ids if qid not in na_probs]
     if missing:
         raise CliError(f"{path}: no value for {len(missing)} predicted questions (e.g. {', '.join(missing[:3])})")
     return na_probs
 
 
+def _require_model_dir(path: str) -> None:
+    if not Path(path).is_dir():
+        raise CliError(f"--model {path}: no such model directory (expected a folder written by train_keras.py)")
+
+
+def _check_window(model_dir: str, max_seq_length: int) -> None:
+    """The model's saved window length against its position embeddings, from config.json: before loading it."""
+    from tfqa.core.run_dir import SETTINGS_FILE
+    from tfqa.modeling.checkpoints import checkpoint_problems
+
+    problems = checkpoint_problems(model_dir, max_seq_length, f"{Path(model_dir) / SETTINGS_FILE}: max_seq_length")
+    if problems:
+        raise CliError("; ".join(problems))
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (batch sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is not NaN or infinite (thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
 def cmd_evaluate(args) -> int:
     """Scores a predictions file with the official SQuAD v1.1/v2.0 metrics."""
     from tfqa.core.metrics import check_predictions, squad_metrics
 
+    if args.output:
+        check_output_file(args.output, "--output")
     examples, report = read_squad(args.data_file, misaligned=args.misaligned)
+    if not examples:
+        raise CliError(f"{args.data_file}: no questions to score")
+    if args.version == "1.1" and report.version == "2.0":
+        unanswerable = next(e.id for e in examples if not e.answers)
+        raise CliError(f"{args.data_file}: has unanswerable questions (e.g. {unanswerable}), which SQuAD v1.1 "
+                       "metrics cannot score; use --version 2.0 (or auto)")
     if args.max_samples:  # what train_keras.py --max_eval_samples scored
         examples = examples[:args.max_samples]
     predictions = _load_predictions(args.predictions)
@@ -117,10 +173,15 @@ def cmd_predict(args) -> int:
     from tfqa.modeling.checkpoints import load_qa_model
     from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 
+    _require_model_dir(args.model)
     config = load_settings(args.model)
+    _check_window(args.model, config.max_seq_length)
+    check_output_dir(args.output, "--output")
     examples, report = read_squad(args.data, misaligned=args.misaligned)
+    if not examples:
+        raise CliError(f"{args.data}: no questions to answer")
     config = config.for_squad_version(report.version)
-    model, tokenizer = load_qa_model(args.model)
+    model, tokenizer = load_qa_model(args.model, flag="--model")
     features = tokenize(examples, tokenizer, config.features, reporter=CONSOLE)
     predictions, nbest, null_odds = predict_answers(model, features, examples, config.decoding, args.batch_size,
                                                     reporter=CONSOLE)
@@ -134,12 +195,30 @@ def cmd_serve(args) -> int:
     from tfqa.rest.servables import parse_labels
     from tfqa.rest.server import serve
 
+    batching = _batching_parameters(args)
     limits = ConnectionLimits(max_connections=args.max_connections, read_timeout=args.read_timeout,
                               idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
           all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
-          limits=limits, reporter=CONSOLE)
+          limits=limits, batching=batching, reporter=CONSOLE)
     return 0
+
+
+def _batching_parameters(args):
+    """The BatchingParameters of --enable_batching [--batching_parameters_file FILE], or None."""
+    from tfqa.rest.batching_config import read_batching_parameters
+
+    if args.batching_parameters_file and not args.enable_batching:
+        raise CliError("--batching_parameters_file is read only with --enable_batching")
+    return read_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
+
+
+def _add_batching_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--enable_batching", "--enable-batching", action="store_true",
+                   help="merge concurrent requests into batched model calls (TF Serving's flag; see serve/)")
+    p.add_argument("--batching_parameters_file", "--batching-parameters-file", default=None, metavar="FILE",
+                   help="TF Serving BatchingParameters text proto, e.g. serve/batching.config (default: TF "
+                        "Serving's defaults: max_batch_size 1000, batch_timeout_micros 0, max_enqueued_batches 10)")
 
 
 def cmd_ask(args) -> int:
@@ -194,12 +273,14 @@ def _ask_model(args, context: str) -> list[dict]:
 
 def cmd_export(args) -> int:
     """Exports a trained model (a save_pretrained folder) as the next version of a TF Serving model folder."""
-    from tfqa.export.savedmodel import export_checkpoint
+    from tfqa.export.savedmodel import export_checkpoint, serving_config_for
 
-    if not Path(args.model).is_dir():
-        raise CliError(f"{args.model}: no such model directory (expected a folder written by train_keras.py)")
+    _require_model_dir(args.model)
+    config = serving_config_for(args.model)  # a broken tfqa_config.json: one line, before the progress line
+    _check_window(args.model, config.features.max_seq_length)
+    check_output_dir(args.output, "--output")
     progress = CONSOLE.progress(f"exporting {args.model} as a SavedModel into {args.output}")
-    result = export_checkpoint(args.model, args.output)
+    result = export_checkpoint(args.model, args.output, config)
     if result.note:
         CONSOLE.note(result.note)
     progress.done(f": {result.path}")
@@ -213,7 +294,11 @@ def cmd_demo(args) -> int:
     """Serves a one-page web demo: paste a passage, ask a question, see the answer highlighted in it."""
     from tfqa.apps.demo import run_demo
 
-    run_demo(model=args.model, server=args.server, host=args.host, port=args.port, reporter=CONSOLE)
+    batching = _batching_parameters(args)
+    if batching and args.server:
+        raise CliError("--enable_batching applies to --model; start the server with it instead")
+    run_demo(model=args.model, server=args.server, host=args.host, port=args.port, batching=batching,
+             reporter=CONSOLE)
     return 0
 
 
@@ -239,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("predictions", help="predictions.json: {question id: answer text}")
     p.add_argument("--na-prob-file", "--na_prob_file", dest="na_prob_file", default=None,
                    help="null_odds.json: {question id: no-answer score} (SQuAD 2.0; adds best_exact/best_f1)")
-    p.add_argument("--na-prob-thresh", "--na_prob_thresh", dest="na_prob_thresh", type=float, default=1.0,
+    p.add_argument("--na-prob-thresh", "--na_prob_thresh", dest="na_prob_thresh", type=finite_float, default=1.0,
                    help="predict no-answer when the no-answer score exceeds this (default: %(default)s)")
     p.add_argument("--version", choices=("auto", "1.1", "2.0"), default="auto",
                    help="metrics to use; auto picks 2.0 when the data has unanswerable questions "
@@ -256,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="directory written by train_keras.py (save_pretrained)")
     p.add_argument("--data", required=True, help="SQuAD JSON (.json or .json.gz) or TFDS name")
     p.add_argument("--output", required=True, help="folder for predictions.json, nbest_predictions.json, null_odds.json")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=64,
                    help="windows per model call (default: %(default)s)")
     _add_data_options(p)
     p.set_defaults(func=cmd_predict)
@@ -309,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load every version, not only the newest (TF Serving's 'all' version policy)")
     p.add_argument("--label", action="append", default=[], metavar="LABEL=VERSION",
                    help="version label for /labels/LABEL URLs, e.g. stable=1 (repeatable; the version is loaded)")
+    _add_batching_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("ask", help="ask a model questions about a context (a running server, or a run/export here)",
@@ -328,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature-name", default="serving_default", help="signature to call (default: %(default)s)")
     p.add_argument("--format", choices=("row", "columnar"), default="row",
                    help="request layout: instances (row) or inputs (columnar) (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="questions per request (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="questions per request (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object per question instead of the answer text")
     p.set_defaults(func=cmd_ask)
@@ -341,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--server", default=None, help="model URL, e.g. http://localhost:8501/v1/models/tfqa")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)")
+    _add_batching_options(p)
     p.set_defaults(func=cmd_demo)
     for command in sub.choices.values():
         command.add_argument("--verbose", action="store_true",
@@ -353,14 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quiet_startup(verbose="--verbose" in argv)  # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except TfqaError as e:  # every expected failure: one line, no traceback
-        print(f"tfqa: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tfqa: interrupted", file=sys.stderr)
-        return 130
+    return guarded("tfqa", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
+from tfqa.rest.batching import Batcher
+from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.client import ServingClient, ServingError
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
@@ -71,7 +73,9 @@ class Backend:
 class LocalBackend(Backend):
     """The newest version of an export directory, loaded in this process."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, batching: BatchingParameters | None = None):
+        # With `batching`, questions asked at the same time share model calls, as with `serve --enable_batching`.
+        self.batcher = Batcher(batching) if batching else None
         model = load_model(model_dir)  # ModelDirError (one line) for unusable directories
         self.servable = model.latest
         self.signature = self.servable.signature("serving_default")
@@ -86,7 +90,8 @@ class LocalBackend(Backend):
         arrays = {"question": np.array([question.encode()], dtype=object),
                   "context": np.array([context.encode()], dtype=object)}
         try:
-            outputs = self.servable.run(self.signature, arrays)
+            run = self.batcher.run if self.batcher else lambda _, *args: self.servable.run(*args)
+            outputs = run(self.servable, self.signature, arrays)
         except ServingFailure as e:  # the model refused the input (a TF op error): the status TF Serving gives
             raise RequestError(str(e), http_status(e.code)) from None
         # Same JSON encoding as `python -m tfqa serve`, so both backends hand over identical rows.
@@ -263,7 +268,7 @@ def create_demo_app(backend: Backend, hosts: frozenset[str] | None = None):
 
 
 def run_demo(*, model: str | None = None, server: str | None = None, host: str = "127.0.0.1",
-             port: int = 8080, reporter: Reporter = SILENT) -> None:
+             port: int = 8080, batching: BatchingParameters | None = None, reporter: Reporter = SILENT) -> None:
     """Starts the demo for an export directory (`model`) or a model server URL (`server`) until interrupted.
 
     Reports `Demo at URL (model: ...)` once the page can be loaded; `port=0`
@@ -273,7 +278,7 @@ def run_demo(*, model: str | None = None, server: str | None = None, host: str =
         if model is not None:
             find_versions(model)  # a wrong path fails now, before TensorFlow loads
         sock = listen(host, port)
-        backend = LocalBackend(model) if model is not None else RemoteBackend(server)
+        backend = LocalBackend(model, batching) if model is not None else RemoteBackend(server)
     except (ModelDirError, ValueError) as e:
         raise StartupError(str(e)) from None
     if isinstance(backend, RemoteBackend):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
+from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
 from tfqa.apps.run_squad_flags import add_run_squad_flags, notes
@@ -33,8 +35,8 @@ def build_train_parser() -> argparse.ArgumentParser:
 def parse_train_args(argv: list[str] | None = None):
     """(TrainConfig, the parsed arguments) of a command line; a `--preset` first sets its defaults.
 
-    Flags still override a preset's defaults. Nothing is written: the preset's
-    data is written by `train_main` once the settings are valid.
+    Flags still override a preset's defaults. Nothing is written: `prepare_run` writes the preset's
+    data once the flags are known to be good.
     """
     from tfqa.training.presets import PRESETS
 
@@ -53,57 +55,97 @@ def parse_train_args(argv: list[str] | None = None):
     return config.replace(**changes), args
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """Entry of `train_keras.py` and `tfqa-train`: parse, check, run; one-line errors and exit status 2 on bad input.
+class FlagError(TfqaError):
+    """Flags that cannot work together or with the data and model they name; one line for all of them."""
 
-    Nothing is created before the settings are valid and the output folder may be used.
+
+def prepare_run(config, overwrite_output_dir: bool = False):
+    """The checked config of a run, with its preset's data written: FlagError before any file is written.
+
+    Order matters: `--num_train_epochs nan` must not leave OUTPUT_DIR/data behind. A folder holding a
+    finished run is refused unless `overwrite_output_dir` (run_squad.py's flag), which clears it first.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    quiet_startup(verbose=bool({"--verbose", "--verbose_logging"} & set(argv)))  # before TensorFlow is imported
-    config, args = parse_train_args(argv)
-    problems = config.validate()
-    if config.train and finished_run(config.output_dir) and not args.overwrite_output_dir:
+    from tfqa.core.files import check_output_dir
+    from tfqa.modeling.checkpoints import checkpoint_problems
+    from tfqa.training.presets import preset_of
+
+    preset = preset_of(config)
+    problems = config.validate(check_files=preset is None)
+    if not problems:
+        problems = checkpoint_problems(config.model_name_or_path, config.max_seq_length, "--max_seq_length") \
+            if preset is None else preset.problems(config)
+    if config.train and finished_run(config.output_dir) and not overwrite_output_dir:
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
     if problems:
-        for problem in problems:
-            print(f"{PROG}: error: {problem}", file=sys.stderr)
-        return 2
+        raise FlagError("; ".join(problems))
+    for flag in ("output_dir", "cache_dir", "export_dir"):
+        value = getattr(config, flag)
+        if value and value != "none":
+            check_output_dir(value, f"--{flag}")
+    if config.train and overwrite_output_dir:
+        clear_run(config.output_dir)
+    if preset is not None:
+        config = preset.prepare_data(config)
+        problems = config.validate()
+        if problems:
+            raise FlagError("; ".join(problems))
+    return config
+
+
+class _Hinted(TfqaError):
+    """An error with what to try next appended."""
+
+
+def _run(argv: list[str], state: dict) -> int:
+    config, args = parse_train_args(argv)
+    new_folder = not Path(config.output_dir).exists()
+    config = prepare_run(config, args.overwrite_output_dir)  # creates OUTPUT_DIR to check it is writable
+    state["output_dir"] = config.output_dir
     for line in notes(args):
         CONSOLE.note(line)
     if args.no_cuda:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when TensorFlow starts, which it has not yet
-    if config.train and args.overwrite_output_dir:
-        clear_run(config.output_dir)
-    from tfqa.training.presets import preset_of
-
-    preset = preset_of(config)
-    if preset is not None:
-        config = preset.prepare_data(config)
     from tfqa.modeling.checkpoints import ModelLoadError
-    from tfqa.training.callbacks import TrainingError
     from tfqa.training.run import train_and_evaluate
 
     try:
-        # verbose=0: Keras' own bar would write to stdout; tfqa's progress lines go to stderr.
-        results = train_and_evaluate(config, reporter=CONSOLE, verbose=0)
+        try:
+            # verbose=0: Keras' own bar would write to stdout; tfqa's progress lines go to stderr.
+            results = train_and_evaluate(config, reporter=CONSOLE, verbose=0)
+        except BaseException:
+            if new_folder:  # a run that could not start (no model, bad data) leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    os.rmdir(config.output_dir)  # only succeeds while the folder is empty
+            raise
     except ModelLoadError as e:
-        print(f"{PROG}: error: {e}\n  Offline? Try the self-contained run: python train_keras.py --preset smoke",
-              file=sys.stderr)
-        return 2
+        raise _Hinted(f"{e}; offline? Try the self-contained run: python train_keras.py --preset smoke") from None
     except DataError as e:
-        print(f"{PROG}: error: {e}\n  Pass local SQuAD files with --train_file/--predict_file, or try: "
-              "python train_keras.py --preset smoke", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except TfqaError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        if "TFDS" not in str(e):  # a file's own problem: the message says it all
+            raise
+        raise _Hinted(f"{e}; pass local SQuAD files with --train_file/--predict_file, or try: "
+                      "python train_keras.py --preset smoke") from None
     print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}))
     print(closing_lines(config, results))
     return 0
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Entry of `train_keras.py` and `tfqa-train`: parse, check, run; one-line errors and exit status 2 on bad
+    input (nothing created before the flags are good), 130 with what was kept on Ctrl-C (`tfqa.apps.boundary`)."""
+    from tfqa.core.history import interruption_summary
+
+    argv = sys.argv[1:] if argv is None else argv
+    quiet_startup(verbose=bool({"--verbose", "--verbose_logging"} & set(argv)))  # before TensorFlow is imported
+
+    state: dict = {}
+
+    def interrupted() -> str:
+        if "output_dir" not in state:
+            return "interrupted before the run started"
+        return interruption_summary(state["output_dir"])
+
+    return guarded(PROG, lambda: _run(argv, state), interrupted)
 
 
 def closing_lines(config, results: dict) -> str:

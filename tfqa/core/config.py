@@ -242,8 +242,16 @@ class TrainConfig(ComposedSettings):
             return self.replace(version_2_with_negative=True)
         return self
 
-    def validate(self) -> list[str]:
-        """Problems with the values, as messages (empty when fine); checked before any heavy work."""
+    def validate(self, check_files: bool = True) -> list[str]:
+        """Problems with the values, as messages (empty when fine); checked before any heavy work.
+
+        `check_files=False` leaves out whether --train_file/--predict_file exist (a preset writes them later).
+        """
+        problems = [f"--{f.name} must be a finite number (got {getattr(self, f.name)})"
+                    for f in _flat_fields(type(self)) if f.type in ("float", float)
+                    and not math.isfinite(getattr(self, f.name))]
+        if problems:  # NaN compares false with everything: the range checks below would pass it or repeat it
+            return problems
         problems = self.features.problems() + self.decoding.problems()
         for name in ("per_replica_batch_size", "eval_batch_size", "logging_steps", "gradient_accumulation_steps"):
             if getattr(self, name) <= 0:
@@ -252,11 +260,12 @@ class TrainConfig(ComposedSettings):
                      "save_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"--{name} must not be negative (got {getattr(self, name)})")
-        if self.learning_rate <= 0 or self.num_train_epochs <= 0:
-            problems.append("--learning_rate and --num_train_epochs must be positive")
+        for name in ("learning_rate", "num_train_epochs"):
+            if getattr(self, name) <= 0:
+                problems.append(f"--{name} must be positive (got {getattr(self, name)})")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"--warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
-        for name in ("train_file", "predict_file"):
+        for name in ("train_file", "predict_file") if check_files else ():
             value = getattr(self, name)
             if value and not is_tfds_name(value) and not Path(value).exists():
                 problems.append(f"--{name} {value}: no such file")

@@ -28,6 +28,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfqa.core.config import DecodeConfig
+from tfqa.core.errors import TfqaError
+
+
+class DecodingError(TfqaError, ValueError):
+    """Logits, features and examples that do not fit together, or unusable decoding settings."""
 
 
 def _top_k(logits: np.ndarray, k: int) -> np.ndarray:
@@ -92,9 +97,7 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
         n_best_size, max_answer_length = config.n_best_size, config.max_answer_length
         version_2_with_negative, null_score_diff_threshold = config.version_2_with_negative, config.null_threshold
     start_logits, end_logits = np.asarray(start_logits), np.asarray(end_logits)
-    if start_logits.shape != features.input_ids.shape or end_logits.shape != features.input_ids.shape:
-        raise ValueError(f"logits of shape {start_logits.shape}/{end_logits.shape} do not match "
-                         f"the features' {features.input_ids.shape}")
+    _check_inputs(examples, features, start_logits, end_logits, n_best_size, max_answer_length)
     start_logits, end_logits = mask_padding(features, start_logits), mask_padding(features, end_logits)
     if np.any(np.diff(features.example_index) < 0):  # group each example's windows, keeping their order
         order = np.argsort(features.example_index, kind="stable")
@@ -136,6 +139,29 @@ def decode_predictions(examples, features, start_logits, end_logits, n_best_size
         return _nbest_lists(examples, ranked, bounds, nulls, n_best_size)
 
     return predictions, NBest(build), null_odds
+
+
+def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max_answer_length) -> None:
+    """DecodingError naming what does not fit, before any array arithmetic turns it into a cryptic failure."""
+    for name, value in (("n_best_size", n_best_size), ("max_answer_length", max_answer_length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DecodingError(f"{name} must be a positive integer, not {value!r}")
+    if start_logits.shape != features.input_ids.shape or end_logits.shape != features.input_ids.shape:
+        raise DecodingError(f"logits of shape {start_logits.shape}/{end_logits.shape} do not match "
+                            f"the features' {features.input_ids.shape}")
+    if len(features) and (features.example_index.min() < 0 or features.example_index.max() >= len(examples)):
+        raise DecodingError(f"the features belong to examples 0..{int(features.example_index.max())} but "
+                            f"{len(examples)} examples were given: features and examples do not match")
+    for name, logits in (("start_logits", start_logits), ("end_logits", end_logits)):
+        # Only real tokens count (padding is masked to -inf here anyway); a model gives them finite logits,
+        # and NaN/±inf would rank arbitrarily and make the null odds NaN (invalid JSON).
+        bad = ~np.isfinite(logits)
+        real = features.attention_mask.astype(bool)
+        if np.any(bad & real):
+            window = int(np.nonzero((bad & real).any(axis=1))[0][0])
+            raise DecodingError(f"{name} of window {window} (example "
+                                f"{examples[int(features.example_index[window])].id}) hold NaN or an infinity: "
+                                "the model's output is unusable (did training diverge?)")
 
 
 def mask_padding(features, logits: np.ndarray) -> np.ndarray:

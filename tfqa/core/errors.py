@@ -11,4 +11,10 @@ from __future__ import annotations
 
 
 class TfqaError(Exception):
-    """An expected failure; `str(error)` is one line for a person to read."""
+    """An expected failure; `str(error)` is one line for a person to read.
+
+    `exit_status` is what a command ends with when it stops on this error: 2 for bad
+    input (flags, files, data), which is most of them; a subclass may say otherwise.
+    """
+
+    exit_status = 2

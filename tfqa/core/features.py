@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tfqa.core.config import FeatureConfig
+from tfqa.core.squad import DataError, find_lone_surrogate
 
 
 @dataclass
@@ -178,6 +179,16 @@ def _encode_unique(tokenizer, texts: Sequence[str], offsets: bool, progress=None
     return index, ids, offs
 
 
+def _refuse_lone_surrogates(examples) -> None:
+    """DataError naming the example whose text tokenizers would refuse with a bare TypeError (see `find_lone_surrogate`)."""
+    for example in examples:
+        for field, text in (("question", example.question), ("context", example.context)):
+            at = find_lone_surrogate(text)
+            if at >= 0:
+                raise DataError(f"question {example.id}: the {field} holds a lone surrogate ({ascii(text[at])}) "
+                                f"at character {at}: not valid Unicode text")
+
+
 def prepare_features(examples, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
                      max_query_length: int = 64, progress: Callable[[str], None] | None = None, *,
                      config: FeatureConfig | None = None) -> Features:
@@ -193,6 +204,7 @@ def prepare_features(examples, tokenizer, max_seq_length: int = 384, doc_stride:
     config = config or FeatureConfig(max_seq_length, doc_stride, max_query_length)
     config.validate()
     max_seq_length, doc_stride, max_query_length = config.max_seq_length, config.doc_stride, config.max_query_length
+    _refuse_lone_surrogates(examples)
     tpl = pair_template(tokenizer)
     q_index, q_ids, _ = _encode_unique(tokenizer, [e.question.lstrip() for e in examples], offsets=False,
                                        progress=progress, what="questions")

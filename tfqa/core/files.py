@@ -11,6 +11,7 @@ temporary name. Folders that appear whole (an export version) are built in a
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gzip
 import json
@@ -19,6 +20,12 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from tfqa.core.errors import TfqaError
+
+
+class OutputPathError(TfqaError):
+    """An output path that cannot be written: a file where a folder is meant, no such folder, no permission."""
 
 
 def open_text(path: str | os.PathLike):
@@ -45,6 +52,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     keeps its old content. The file gets the usual mode for the umask.
     """
     path = Path(path)
+    if path.is_dir():  # else the temporary file would go into its parent, and the rename fail after the work
+        raise IsADirectoryError(errno.EISDIR, "is a directory (a file name is needed)", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -87,3 +96,47 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """Writes `obj` as JSON to `path` atomically (see `atomic_path`)."""
     return write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+
+def _probe(folder: Path) -> None:
+    """Creates and removes a file in `folder`: the only test of writability that also holds for root and /proc."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".tfqa-write-test-")
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Creates the output folder `path` (and its parents) and checks a file can be written in it.
+
+    Called before heavy work, so that `--output_dir some_file` fails in a second,
+    not after an hour of training. Raises OutputPathError naming `flag` and the problem.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{flag} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        _probe(path)
+    except OSError as e:
+        raise OutputPathError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> Path:
+    """Checks that the file `path` can be written (atomically) without creating anything.
+
+    Its folder must exist already: a typo in a folder name should not create it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{flag} {path}: is a folder (a file name is needed)")
+    folder = path.parent
+    if not folder.exists():
+        raise OutputPathError(f"{flag} {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputPathError(f"{flag} {path}: {folder} is not a folder")
+    try:
+        _probe(folder)
+    except OSError as e:
+        raise OutputPathError(f"{flag} {path}: cannot write in {folder} ({e.strerror or e})") from None
+    return path

@@ -98,3 +98,41 @@ def best_epoch(epochs: Sequence[dict]) -> dict | None:
     """The epoch record with the highest dev F1 (the earliest on ties); None without evaluation."""
     scored = [e for e in epochs if isinstance(e.get("f1"), (int, float))]
     return max(scored, key=lambda e: (e["f1"], -e.get("epoch", 0))) if scored else None
+
+
+def finished_training(output_dir: str | Path, settings: dict) -> dict:
+    """The history of a run with these settings whose training finished but whose end did not ({} otherwise).
+
+    Training ends with the evaluation and the export; `RecordHistory.finish` then records "final".
+    A run stopped in between (Ctrl-C, SIGKILL during the export) has every planned epoch complete
+    and no "final": rerun, it evaluates and exports the weights of its last epoch instead of training
+    again (tf-keras deletes its backup when training ends, so it would start over from epoch 1).
+    """
+    history = load_history(output_dir)
+    planned = history.get("epochs_planned")
+    if not isinstance(planned, int) or planned < 1 or "final" in history or history.get("config") != settings:
+        return {}
+    done = {e.get("epoch") for e in history.get("epochs", []) if not e.get("partial")}
+    return history if done >= set(range(1, planned + 1)) else {}
+
+
+def interruption_summary(output_dir: str | Path) -> str:
+    """What a run cut short by Ctrl-C leaves, from its history.json, e.g.
+    "interrupted after 250 training steps (2 of 4 epochs complete); the same command resumes from epoch 3".
+
+    The backup tf-keras resumes from is written at each epoch's end, right after history.json,
+    so the first epoch not complete in the history is the one a rerun starts at.
+    """
+    history = load_history(output_dir)
+    epochs = history.get("epochs", [])
+    if not epochs:
+        return "interrupted before the first training step was recorded; nothing to resume: the same command starts again"
+    steps = sum(len(e.get("step_losses") or []) for e in epochs)
+    done = max((e.get("epoch", 0) for e in epochs if not e.get("partial")), default=0)
+    planned = history.get("epochs_planned")
+    if planned and done >= planned:
+        return (f"interrupted after training ({steps:,} steps, {done} epochs); the same command evaluates and "
+                "exports the trained model without training again")
+    of = f" of {planned}" if planned else ""
+    return (f"interrupted after {steps:,} training steps ({done}{of} epochs complete); "
+            f"the same command resumes from epoch {done + 1}")

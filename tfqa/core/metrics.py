@@ -8,27 +8,34 @@ in practice). An example with no answers is an unanswerable (SQuAD v2.0) questio
 
 Where the official scripts would crash (an unanswerable question under v1.1, no
 scored question at all, a na-prob missing for a scored question) we raise a
-`ValueError` that names the problem instead. Where the v2.0 script crashes on a
-missing prediction of an answerable question (its HasAns subset indexes the raw
-scores by every answerable id), the HasAns/NoAns subsets here cover only the
-scored questions, consistent with the overall totals skipping unscored ones.
+`MetricsError` (a `ValueError` and a `TfqaError`) that names the problem
+instead. Where the v2.0 script crashes on a missing prediction of an
+answerable question (its HasAns subset indexes the raw scores by every
+answerable id), the HasAns/NoAns subsets here cover only the scored
+questions, consistent with the overall totals skipping unscored ones.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
 from dataclasses import dataclass, field
 from numbers import Real
 
+from tfqa.core.errors import TfqaError
 from tfqa.core.squad import squad_version
 
 __all__ = [
-    "PredictionCoverage", "check_predictions", "compute_exact", "compute_f1",
+    "MetricsError", "PredictionCoverage", "check_predictions", "compute_exact", "compute_f1",
     "exact_match_score", "f1_score_v1", "normalize_answer", "squad_metrics",
     "exact_match_of", "squad_v1_metrics", "squad_v2_metrics",
 ]
+
+class MetricsError(TfqaError, ValueError):
+    """Predictions or data the official metrics cannot score (nothing to score, bad no-answer scores...)."""
+
 
 _PUNCTUATION = frozenset(string.punctuation)
 # v1.1 compiles this pattern without flags and v2.0 with re.UNICODE. For `str`
@@ -80,13 +87,13 @@ def squad_v1_metrics(examples, predictions: dict[str, str]) -> dict:
     examples = list(examples)
     _check_predictions_type(predictions)
     if not examples:
-        raise ValueError("no examples to evaluate")
+        raise MetricsError("no examples to evaluate")
     exact_total = f1_total = 0.0
     for ex in examples:
         golds = [a.text for a in ex.answers]
         if not golds:
             # The official script fails on max() of an empty list here.
-            raise ValueError(f"question {ex.id!r} has no gold answer; SQuAD v1.1 cannot score it "
+            raise MetricsError(f"question {ex.id!r} has no gold answer; SQuAD v1.1 cannot score it "
                              "(use version='2.0' for unanswerable questions)")
         if ex.id not in predictions:
             continue
@@ -170,8 +177,10 @@ def squad_v2_metrics(examples, predictions: dict[str, str], na_probs: dict[str, 
         exact_raw[ex.id] = max(compute_exact(g, pred) for g in golds)
         f1_raw[ex.id] = max(compute_f1(g, pred) for g in golds)
     if not exact_raw:
-        raise ValueError("no question of the data has a prediction; nothing to score")
+        raise MetricsError("no question of the data has a prediction; nothing to score")
 
+    if not math.isfinite(na_prob_thresh):
+        raise MetricsError(f"na_prob_thresh must be a finite number, not {na_prob_thresh}")
     given = na_probs is not None
     if given:
         _check_na_probs(na_probs, exact_raw)
@@ -209,7 +218,7 @@ def squad_metrics(examples, predictions, na_probs=None, na_prob_thresh=1.0, vers
         return squad_v1_metrics(examples, predictions)
     if version == "2.0":
         return squad_v2_metrics(examples, predictions, na_probs, na_prob_thresh)
-    raise ValueError(f"unknown SQuAD version {version!r}; expected '1.1', '2.0' or None")
+    raise MetricsError(f"unknown SQuAD version {version!r}; expected '1.1', '2.0' or None")
 
 
 def exact_match_of(results: dict):
@@ -251,7 +260,9 @@ def _check_na_probs(na_probs, scored) -> None:
         # bool is a Real subclass but never a probability a model would emit.
         if isinstance(p, bool) or not isinstance(p, Real):
             raise TypeError(f"na_prob for {qid!r} is a {type(p).__name__}, not a number")
+        if not math.isfinite(p):  # NaN would make every threshold comparison false, and the output invalid JSON
+            raise MetricsError(f"na_prob for {qid!r} is {p}, not a finite number")
     for qid in scored:
         if qid not in na_probs:
-            raise ValueError(f"na_probs has no entry for question {qid!r}")
+            raise MetricsError(f"na_probs has no entry for question {qid!r}")
 

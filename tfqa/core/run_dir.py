@@ -115,8 +115,17 @@ def load_settings(model_dir: str | os.PathLike) -> TrainConfig:
     for key, value in values.items():
         expected = defaults.get(key)
         if key in defaults and not _same_kind(value, expected):
-            raise RunDirError(f"{path}: {key!r} must be {type(expected).__name__}, not {value!r}")
-    return TrainConfig.from_dict(values).replace(model_name_or_path=str(model_dir), preset="")
+            raise RunDirError(f"{path}: {key!r} must be {type(expected).__name__}, not {_clip(value)}")
+    config = TrainConfig.from_dict(values).replace(model_name_or_path=str(model_dir), preset="")
+    problems = config.features.problems() + config.decoding.problems()
+    if problems:
+        raise RunDirError(f"{path}: {'; '.join(problems)}")
+    return config
+
+
+def _clip(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _same_kind(value, default) -> bool:

@@ -123,6 +123,9 @@ def read_squad(
     is loaded with TFDS. Anything else raises DataError("... no such file").
     """
     _check_options(misaligned, repair_window)
+    if not isinstance(source, (str, os.PathLike)):  # an int would be taken as an open file descriptor
+        raise DataError(f"{source!r}: expected the path of a SQuAD JSON file or a TFDS name, "
+                        f"not {type(source).__name__}")
     if os.path.exists(source):
         name = str(source)
         obj = _read_json_file(Path(source), name)
@@ -157,6 +160,10 @@ def _read_json_file(path: Path, name: str) -> Any:
         raise DataError(f"{name}: not UTF-8 text{hint}: {e}") from e
     except OSError as e:
         raise DataError(f"{name}: cannot read file: {e.strerror or e}") from e
+    except RecursionError:  # e.g. 100,000 nested "[": no SQuAD file is more than 6 levels deep
+        raise DataError(f"{name}: JSON nested too deeply to be SQuAD data") from None
+    except ValueError as e:  # Python refuses to convert integers of more than 4,300 digits
+        raise DataError(f"{name}: not usable JSON: {e}") from None
 
 
 SQUAD_DOWNLOAD_HOST = "rajpurkar.github.io"  # where the TFDS squad builder downloads from
@@ -238,6 +245,22 @@ def parse_squad_json(
     return _Parser(source, misaligned, repair_window).parse(obj)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_lone_surrogate(text: str) -> int:
+    """Index of the first lone surrogate in `text`, -1 when there is none.
+
+    JSON may spell one (`"\\ud800"` alone); Python then holds a string that
+    cannot be encoded as UTF-8, which tokenizers, TensorFlow and files all
+    refuse later, far from the record at fault. tfqa refuses such text where it
+    enters (SQuAD files, REST requests), naming the record.
+    (A pair such as "\\ud83d\\ude00" is decoded by `json` to one code point, 😀, and is fine.)
+    """
+    match = _LONE_SURROGATE.search(text)
+    return -1 if match is None else match.start()
+
+
 _KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false"}
 
 
@@ -260,7 +283,15 @@ class _Parser:
         # bool is an int subclass in Python, but `true` is never a valid offset.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(where, f'"{key}" must be {_KIND_NAMES[kind]}, not {type(value).__name__}')
+        if kind is str:
+            self.check_text(value, f'"{key}"', where)
         return value
+
+    def check_text(self, text: str, what: str, where: str) -> None:
+        at = find_lone_surrogate(text)
+        if at >= 0:
+            raise self.fail(where, f"{what} holds a lone surrogate ({ascii(text[at])}) at character {at}: not valid "
+                                   "Unicode text (a \\uD800-\\uDFFF escape must be half of a pair)")
 
     def expect_object(self, value, where: str) -> None:
         if not isinstance(value, dict):
@@ -280,6 +311,7 @@ class _Parser:
             title = article.get("title", "")  # optional: TFDS also defaults it to ""
             if not isinstance(title, str):
                 raise self.fail(where, f'"title" must be a string, not {type(title).__name__}')
+            self.check_text(title, '"title"', where)
             for j, paragraph in enumerate(self.get(article, "paragraphs", list, where)):
                 where = f"data[{i}].paragraphs[{j}]"
                 self.expect_object(paragraph, where)

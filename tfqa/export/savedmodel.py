@@ -38,7 +38,7 @@ from tfqa.core.errors import TfqaError
 from tfqa.core.files import scratch_dir
 from tfqa.core.run_dir import load_settings
 from tfqa.export.qa_module import QAModule, ServingConfig
-from tfqa.export.versions import TEMP_PREFIX, WARMUP_FILE, next_version
+from tfqa.export.versions import WARMUP_FILE, next_version, remove_stale_exports, temp_prefix
 
 KERAS_ENDPOINT = "answer_questions"
 
@@ -145,7 +145,8 @@ def export_model(model, tokenizer, config: ServingConfig, base: str | os.PathLik
     base = Path(base)
     module, note = build_module(model, tokenizer, config)
     sigs = signatures(module)
-    with scratch_dir(base, TEMP_PREFIX) as tmp:  # in the base, so the rename stays on one file system
+    remove_stale_exports(base)  # a killed export's half-written folder would otherwise stay forever
+    with scratch_dir(base, temp_prefix()) as tmp:  # in the base, so the rename stays on one file system
         tf.saved_model.save(module, str(tmp / "model"), signatures=sigs)
         write_warmup(tmp / "model", base.name, module.tokenizer is not None, module.uses_token_type_ids)
         for _ in range(100):  # another exporter may take a number between our look and our rename
@@ -166,12 +167,13 @@ def export_checkpoint(model_dir: str, base: str | os.PathLike, config: ServingCo
 
     The result's `note` says why the raw-text signature is missing, when it is.
     """
-    from tfqa.modeling.checkpoints import load_qa_model
+    from tfqa.modeling.checkpoints import check_window, load_qa_model
 
-    model, tokenizer = load_qa_model(model_dir)
-    config = config or serving_config_for(model_dir)
+    config = config or serving_config_for(model_dir)  # first: a broken tfqa_config.json fails in a second
     try:
         config.validate()
     except ValueError as e:
         raise ExportError(f"{model_dir}: {e}") from None
+    model, tokenizer = load_qa_model(model_dir, flag="--model")
+    check_window(model, config.features.max_seq_length, f"{model_dir}/tfqa_config.json: max_seq_length", model_dir)
     return export_model(model, tokenizer, config, base)

@@ -3,7 +3,7 @@
     export/tfqa/            the base: what TF Serving's --model_base_path points at
       1/  2/  ...           one SavedModel per version; the newest is served by default
         assets.extra/tf_serving_warmup_requests
-      .tmp-export-XXXX/     an export in progress (TF Serving ignores non-integer names)
+      .tmp-export-HOST.PID.XXXX/  an export in progress (TF Serving ignores non-integer names)
 
 No TensorFlow: the REST server, the demo and `inspect` list versions without loading anything.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
 from pathlib import Path
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -42,3 +44,41 @@ def next_version(base_dir: str | os.PathLike) -> int:
     if not base.is_dir():
         return 1
     return max((int(p.name) for p in base.iterdir() if is_version_name(p.name)), default=0) + 1
+
+
+def temp_prefix() -> str:
+    """The name start of this process's export folders in progress: `.tmp-export-HOST.PID.`.
+
+    The host and process id let a later export tell the leftovers of a killed exporter
+    (SIGKILL, a power cut: no `finally` ran) from the work of one still running.
+    """
+    return f"{TEMP_PREFIX}{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, as another user's process
+        return True
+    return True
+
+
+def remove_stale_exports(base_dir: str | os.PathLike) -> list[Path]:
+    """Removes the export folders in progress left in `base_dir` by dead processes of this host; returns them.
+
+    `.tmp-export-myhost.4242.k2j3/` goes when process 4242 no longer runs here; folders of
+    other hosts (a shared file system) and of older tfqa versions (no host/pid) are left alone.
+    """
+    base, host, removed = Path(base_dir), socket.gethostname(), []
+    if not base.is_dir():
+        return removed
+    for entry in base.iterdir():
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        parts = entry.name[len(TEMP_PREFIX):].rsplit(".", 2)
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed

@@ -9,6 +9,7 @@ the mean of the start and end cross-entropies.
 
 from __future__ import annotations
 
+import json
 import os
 
 from tfqa.core.errors import TfqaError
@@ -21,7 +22,70 @@ class ModelLoadError(TfqaError, RuntimeError):
 HUB_HOST = "huggingface.co"
 
 
-def load_qa_model(name_or_path: str, config_name: str = "", tokenizer_name: str = ""):
+# Position-embedding tables that start after the padding index: RoBERTa's 514 rows hold 512 positions.
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
+_MESSAGE_LIMIT = 300  # characters of a library's message quoted (one lists every model type it knows: 4 KB)
+
+
+def max_positions(model_config) -> int | None:
+    """How many tokens a window may have for a model with this (transformers) config; None when unknown."""
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    if getattr(model_config, "model_type", "") in _OFFSET_POSITIONS:
+        positions -= (getattr(model_config, "pad_token_id", 1) or 0) + 1
+    return positions
+
+
+def sequence_problem(model_config, max_seq_length: int, flag: str = "--max_seq_length", name: str = "") -> str:
+    """Why `max_seq_length` tokens per window is too many for the model ("" when it is not).
+
+    A longer window has no position embedding: TensorFlow would fail (or first
+    allocate [batch, heads, length, length] attention scores: 100,000 tokens ate 23 GB).
+    """
+    limit = max_positions(model_config)
+    if limit is not None and max_seq_length > limit:
+        model = f"the model {name}" if name else "the model"
+        return f"{flag} {max_seq_length} is more than {model} can take ({limit} positions)"
+    return ""
+
+
+def checkpoint_problems(name_or_path: str, max_seq_length: int, flag: str = "--max_seq_length") -> list[str]:
+    """Problems the settings have with a local checkpoint, read from its config.json without loading it.
+
+    Hub names are checked once loaded (`sequence_problem`); an unreadable config.json is the loader's to report.
+    """
+    try:
+        with open(os.path.join(name_or_path, "config.json"), encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(values, dict):
+        return []
+    problem = sequence_problem(_Values(values), max_seq_length, flag, name_or_path)
+    return [problem] if problem else []
+
+
+class WindowTooLongError(TfqaError, ValueError):
+    """--max_seq_length is more than the model's position embeddings can take."""
+
+
+def check_window(model, max_seq_length: int, flag: str = "--max_seq_length", name: str = "") -> None:
+    """Raises WindowTooLongError when `model` cannot take windows of `max_seq_length` tokens."""
+    problem = sequence_problem(getattr(model, "config", None), max_seq_length, flag, name)
+    if problem:
+        raise WindowTooLongError(problem)
+
+
+class _Values:
+    """A config.json dict read like a transformers config object (attributes)."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update({k: v for k, v in values.items() if isinstance(k, str)})
+
+
+def load_qa_model(name_or_path: str, flag: str = "--model_name_or_path", config_name: str = "",
+                  tokenizer_name: str = ""):
     """(model, tokenizer) from a hub name or a local checkpoint directory.
 
     `config_name` / `tokenizer_name` (run_squad.py's flags) take the model
@@ -29,6 +93,7 @@ def load_qa_model(name_or_path: str, config_name: str = "", tokenizer_name: str 
 
     When the hub cannot be reached, only the local Hugging Face cache is tried:
     otherwise the hub client retries for about a minute before giving up.
+    `flag` is the option that named the checkpoint, for the error message.
     """
     from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
 
@@ -45,12 +110,16 @@ def load_qa_model(name_or_path: str, config_name: str = "", tokenizer_name: str 
     except (OSError, ValueError) as e:
         offline = not os.path.isdir(name_or_path)
         hint = (f"could not download '{name_or_path}' from the Hugging Face hub (is there a network?); "
-                "pass --model_name_or_path with a local checkpoint directory"
+                f"pass {flag} with a local checkpoint directory"
                 if offline else f"could not load the checkpoint in {name_or_path}")
-        raise ModelLoadError(f"{hint}: {str(e).splitlines()[0]}") from e
+        raise ModelLoadError(f"{hint}: {_clip(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from e
     if not tokenizer.is_fast:
         raise ModelLoadError(f"{name_or_path}: tfqa needs a fast tokenizer (tokenizer.json or a vocab it can convert)")
     return model, tokenizer
+
+
+def _clip(message: str, limit: int = _MESSAGE_LIMIT) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def tiny_distilbert(vocab_size: int, max_position_embeddings: int, dim: int = 64, n_layers: int = 2,

@@ -46,7 +46,18 @@ def trim_padding(batch: dict) -> dict:
     return {k: v[:, :length] if k not in LABELS else v for k, v in batch.items()}
 
 
-def predict_dataset(features, global_batch_size: int, input_names=None) -> tf.data.Dataset:
-    """Batches of model inputs in feature order (no labels), for `model.predict`."""
+def right_padded(features) -> bool:
+    """Whether every window starts with a real token, so that trimming the right end only cuts padding."""
+    return bool(len(features)) and bool(features.attention_mask[:, 0].all())
+
+
+def predict_dataset(features, global_batch_size: int, input_names=None, trim: bool = False) -> tf.data.Dataset:
+    """Batches of model inputs in feature order (no labels), for `model.predict`.
+
+    `trim`: each right-padded batch is cut to its longest window (`trim_padding`); `model.predict` then
+    returns ragged outputs when the widths differ (see `tfqa.modeling.prediction`).
+    """
     ds = tf.data.Dataset.from_tensor_slices(model_tensors(features, input_names)).batch(global_batch_size)
+    if trim and right_padded(features):
+        ds = ds.map(trim_padding)
     return sharded(ds.prefetch(tf.data.AUTOTUNE))

@@ -56,13 +56,26 @@ def predict_answers(model, features: Features, examples, decoding: DecodeConfig,
     if own:
         progress = reporter.progress(f"predicting {len(examples):,} questions ({len(features):,} windows)")
     batches = math.ceil(len(features) / batch_size)
-    outputs = model.predict(predict_dataset(features, batch_size, input_names(model)), verbose=0,
+    outputs = model.predict(predict_dataset(features, batch_size, input_names(model), trim=True), verbose=0,
                             callbacks=[PredictProgress(progress, batches)])
-    answers = decode_predictions(examples, features, np.asarray(outputs["start_logits"]),
-                                 np.asarray(outputs["end_logits"]), config=decoding)
+    width = features.input_ids.shape[1]
+    answers = decode_predictions(examples, features, full_width(outputs["start_logits"], width),
+                                 full_width(outputs["end_logits"], width), config=decoding)
     if own:
         progress.done()
     return answers
+
+
+def full_width(logits, width: int) -> np.ndarray:
+    """The logits of batches trimmed to their longest window as one [windows, width] array (-inf beyond).
+
+    `model.predict` concatenates batches of different widths into a RaggedTensor, e.g. widths 3 and 5
+    → rows of 3 and 5 values; decoding wants the features' shape, and never ranks padding anyway.
+    """
+    if isinstance(logits, tf.RaggedTensor):
+        return logits.to_tensor(default_value=-np.inf, shape=[None, width]).numpy()
+    logits = np.asarray(logits)
+    return np.pad(logits, [(0, 0), (0, width - logits.shape[1])], constant_values=-np.inf)
 
 
 def write_prediction_files(out: str | Path, predictions, nbest, null_odds) -> list[Path]:

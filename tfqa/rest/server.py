@@ -16,6 +16,7 @@ pool so the event loop keeps accepting requests while a model runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -28,6 +29,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
+from tfqa.rest.batching import Batcher
+from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
 from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
@@ -65,8 +68,11 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
 
 
 def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
-            max_instances: int = DEFAULT_MAX_INSTANCES) -> dict:
-    """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode."""
+            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None) -> dict:
+    """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
+
+    With a `batcher` (--enable_batching) the model call is merged with concurrent requests'.
+    """
     doc = parse_json_object(body)
     signature_name = signature_name_of(doc)
     servable = model.resolve(name, version, label)
@@ -77,7 +83,8 @@ def predict(model: Model, name: str, version: int | None, label: str | None, bod
     check_shapes(arrays, signature.shapes, signature_name)
     check_text_inputs(arrays, signature.dtypes)
     try:
-        return encode_outputs(servable.run(signature, arrays), request_format)
+        outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
+        return encode_outputs(outputs, request_format)
     finally:
         if len(body) >= _BIG_BODY_BYTES:
             del doc, arrays
@@ -94,8 +101,10 @@ def version_number(text: str | None) -> int | None:
 
 
 def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-              max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout) -> Starlette:
-    """The ASGI app serving an already loaded model."""
+              max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
+              batching: BatchingParameters | None = None) -> Starlette:
+    """The ASGI app serving an already loaded model; `batching` turns on server-side batching."""
+    batcher = Batcher(batching) if batching else None
 
     async def endpoint(request: Request) -> Response:
         method, path = request.method, request.url.path
@@ -112,7 +121,7 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
                 return _json_response(await run_in_threadpool(predict, model, name, version_number(version), label,
-                                                              body, max_instances))
+                                                              body, max_instances, batcher))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
@@ -129,28 +138,36 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             log.exception("error while answering %s %s", method, path)
             return _json_response({"error": f"Internal error: {type(e).__name__}: {e}"}, 500)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if batcher:
+            await run_in_threadpool(batcher.close)
+
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)],
-                    exception_handlers={HTTPException: json_http_exception})
-    app.state.model = model
+                    exception_handlers={HTTPException: json_http_exception}, lifespan=lifespan)
+    app.state.model, app.state.batcher = model, batcher
     return app
 
 
 def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                all_versions: bool = False, labels: dict[str, int] | None = None,
                max_instances: int = DEFAULT_MAX_INSTANCES,
-               read_timeout: float = ConnectionLimits.read_timeout) -> Starlette:
+               read_timeout: float = ConnectionLimits.read_timeout,
+               batching: BatchingParameters | None = None) -> Starlette:
     """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
     return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes,
-                     max_instances, read_timeout)
+                     max_instances, read_timeout, batching)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
           labels: dict[str, int] | None = None, max_instances: int = DEFAULT_MAX_INSTANCES,
-          limits: ConnectionLimits = ConnectionLimits(), reporter: Reporter = SILENT) -> None:
+          limits: ConnectionLimits = ConnectionLimits(), batching: BatchingParameters | None = None,
+          reporter: Reporter = SILENT) -> None:
     """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
 
     Reports one line with the model URL once requests are accepted; `port=0`
@@ -167,10 +184,11 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
         find_versions(model_dir)  # fails fast, before the port and TensorFlow
         sock = listen(host, port)
         app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels,
-                         max_instances=max_instances, read_timeout=limits.read_timeout)
+                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching)
     except ModelDirError as e:
         raise StartupError(str(e)) from None
     model: Model = app.state.model
     versions = ", ".join(map(str, model.servables))
-    run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions} at "
-                          f"{base_url(host, sock)}/v1/models/{model.name}", reporter, limits)
+    batched = f" (batching up to {batching.max_batch_size} rows per model call)" if batching else ""
+    run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions}{batched} "
+                          f"at {base_url(host, sock)}/v1/models/{model.name}", reporter, limits)

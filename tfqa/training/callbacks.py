@@ -24,7 +24,9 @@ from tfqa.modeling.prediction import predict_answers
 
 
 class TrainingError(TfqaError, RuntimeError):
-    """A run that cannot go on (e.g. the loss became NaN); the message says why."""
+    """A run that cannot go on (e.g. the loss became NaN); the message says why. Not bad input: exit status 1."""
+
+    exit_status = 1
 
 
 class StopOnNaN(tf.keras.callbacks.Callback):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfqa.modeling.pipeline import LABELS, model_tensors, sharded, trim_padding
+from tfqa.modeling.pipeline import LABELS, model_tensors, right_padded, sharded, trim_padding
 from tfqa.training.feature_cache import record_spec
 from tfqa.training.feature_shards import FeatureShards
 from tfqa.training.strategies import training_workers
@@ -35,8 +35,7 @@ def train_dataset(features, global_batch_size: int, seed: int, drop_remainder: b
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(global_batch_size, drop_remainder=drop_remainder)
-    right_padded = len(features) and bool(features.attention_mask[:, 0].all())
-    if right_padded and not drop_remainder:
+    if right_padded(features) and not drop_remainder:
         ds = ds.map(trim_padding, num_parallel_calls=tf.data.AUTOTUNE)
     return sharded(ds.prefetch(tf.data.AUTOTUNE))
 

@@ -34,7 +34,9 @@ PROBE = ("Who painted the front door of the old mill in 1884? "
 
 
 class TeacherError(TrainingError):
-    """The teacher cannot be used (it does not load, or its tokenizer does not match the student's)."""
+    """The teacher cannot be used (it does not load, or its tokenizer does not match the student's): bad input."""
+
+    exit_status = 2
 
 
 def _masked(logits, attention_mask, temperature):

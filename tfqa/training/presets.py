@@ -30,6 +30,14 @@ class Preset:
     build: Callable[[TrainConfig, list], tuple]  # (config, training texts) → (model, tokenizer)
     model_description: str  # what `inspect` says the model is
     shared_files: tuple[str, ...] = field(default=())  # made once by the chief; other workers copy them
+    max_seq_length: int = 512  # the longest window its model is built for (BERT's), so memory stays bounded
+
+    def problems(self, config: TrainConfig) -> list[str]:
+        """What the preset's model cannot do with these settings (the checkpoint check of a plain run)."""
+        if config.max_seq_length > self.max_seq_length:
+            return [f"--max_seq_length {config.max_seq_length} is more than the --preset {self.name} model "
+                    f"takes ({self.max_seq_length} positions)"]
+        return []
 
     def prepare_data(self, config: TrainConfig) -> TrainConfig:
         """Writes the preset's train/dev data into OUTPUT_DIR/data/ and points the config at it.

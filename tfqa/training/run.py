@@ -21,19 +21,28 @@ from tfqa.core.files import write_json_atomic
 from tfqa.core.metrics import squad_metrics
 from tfqa.core.null_threshold import tune_null_threshold
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, export_base, save_settings
-from tfqa.core.squad import load_squad, squad_version
+from tfqa.core.history import finished_training
+from tfqa.core.interrupts import deferred_interrupts
+from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
+from tfqa.core.squad import DataError, load_squad, squad_version
+from tfqa.modeling.checkpoints import check_window
 from tfqa.modeling.precision import float32_logits, precision
 from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 from tfqa.training.callbacks import EvaluateEachEpoch, RecordHistory, training_callbacks
 from tfqa.training.fitting import fit
 from tfqa.training.presets import preset_of
-from tfqa.training.strategies import make_strategy, worker_outputs
+from tfqa.training.strategies import make_strategy, training_workers, worker_outputs
 
 
-def load_examples(source: str, limit: int):
-    """The examples of a SQuAD file or TFDS name, only the first `limit` when it is not 0."""
+def load_examples(source: str, limit: int, flag: str):
+    """The examples of a SQuAD file or TFDS name, only the first `limit` when it is not 0.
+
+    No questions is a DataError: training on nothing would save an untrained model, evaluating
+    on nothing would report `{}`, and both would look like success.
+    """
     examples = load_squad(source)
+    if not examples:
+        raise DataError(f"{flag} {source}: no questions to {'train on' if flag == '--train_file' else 'evaluate'}")
     return examples[:limit] if limit else examples
 
 
@@ -70,6 +79,16 @@ def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream
     return features
 
 
+def _finished_training(out: Path, config: TrainConfig) -> dict:
+    """`tfqa.core.history.finished_training` where skipping `fit` is safe: one worker (all of them must call
+    `fit` together), no teacher (its checkpoints hold the distillation model's weights), the last epoch's
+    weights on disk."""
+    if config.teacher_model or training_workers() > 1:
+        return {}
+    finished = finished_training(out, config.to_dict())
+    return finished if finished and checkpoint_path(out, finished["epochs_planned"]).is_file() else {}
+
+
 def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
                        reporter: Reporter = SILENT, verbose: int = 2) -> dict:
     """Trains and/or evaluates as configured; writes everything into `config.output_dir`.
@@ -89,8 +108,9 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     out = Path(config.output_dir)
     tf.keras.utils.set_random_seed(config.seed)
 
-    train_examples = load_examples(config.train_file, config.max_train_samples) if config.train else []
-    eval_examples = load_examples(config.predict_file, config.max_eval_samples) if config.evaluate else []
+    train_examples = load_examples(config.train_file, config.max_train_samples, "--train_file") if config.train else []
+    eval_examples = load_examples(config.predict_file, config.max_eval_samples, "--predict_file") \
+        if config.evaluate else []
     if eval_examples:
         matched = config.for_squad_version(squad_version(eval_examples))
         if matched is not config:
@@ -100,6 +120,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     with strategy.scope(), precision(config.mixed_precision):
         texts = [e.context for e in train_examples] + [e.question for e in train_examples]
         model, tokenizer = build_model_and_tokenizer(config, texts)
+        check_window(model, config.max_seq_length, name=config.model_name_or_path)
         float32_logits(model)
     # The folder appears once the data and the model have loaded: a run that fails on them leaves nothing behind.
     out.mkdir(parents=True, exist_ok=True)
@@ -126,14 +147,22 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
             from tfqa.training.distill import with_teacher
 
             trainee = with_teacher(model, tokenizer, config, strategy, probes=texts[:1])
-        try:
-            fit(trainee, features, config, strategy, training_callbacks(out, config, recorder, evaluator, backup,
-                                                                        reporter),
-                verbose=verbose)
-        except BaseException:
-            with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
-                recorder.stopped()
-            raise
+        finished = _finished_training(out, config)
+        if finished:
+            epochs = finished["epochs_planned"]
+            reporter.line(f"training finished earlier (all {epochs} epochs; its end was cut off): evaluating and "
+                          f"exporting the weights of epoch {epochs} without training again")
+            model.load_weights(str(checkpoint_path(out, epochs)))
+            recorder.history.update({k: finished.get(k) for k in ("steps_per_epoch", "epochs_planned")})
+        else:
+            try:
+                fit(trainee, features, config, strategy,
+                    training_callbacks(out, config, recorder, evaluator, backup, reporter),
+                    verbose=verbose)
+            except BaseException:
+                with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
+                    recorder.stopped()
+                raise
         history = recorder.epochs()
 
     model.save_pretrained(str(out))
@@ -169,7 +198,8 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         from tfqa.export.savedmodel import export_model, serving_config_from
 
         progress = reporter.progress(f"exporting the SavedModel to {base}")
-        exported = export_model(model, tokenizer, serving_config_from(config), base)
+        with deferred_interrupts(reporter.warn, "the export"):  # a cut export leaves nothing usable
+            exported = export_model(model, tokenizer, serving_config_from(config), base)
         progress.done(f": version {exported.version}, {exported.path}"
                       + (f" ({exported.note})" if exported.note else ""))
         extra["export"] = str(exported.path)
