@@ -13,9 +13,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from helpers import ROOT
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works
+    from starlette.testclient import TestClient  # noqa: F401 - re-exported for the tests
 
 
 def expected_answer(question: str, context: str, word: str = "first", squad2: bool = True) -> dict:
@@ -169,3 +174,10 @@ def start_serve(*args: str, timeout: float = 120.0):
     proc.kill()
     proc.wait()
     raise RuntimeError("the server did not start:\n" + "".join(seen[-20:]))
+
+
+def fake_export(tmp_path_factory, name: str) -> Path:
+    """A module's fake export base `<tmp>/<name>/tfqa` holding version 1 (see `build_fake_qa_model`)."""
+    base = tmp_path_factory.mktemp(name) / "tfqa"
+    build_fake_qa_model(base / "1")
+    return base

@@ -10,13 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import requests
 from helpers import CORPUS, ROOT
-from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_export, free_port
+from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_export, free_port, TestClient
 
 from tfqa.apps.cli import main
 from tfqa.apps.demo import (MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, allowed_hosts, create_demo_app,
@@ -24,10 +23,6 @@ from tfqa.apps.demo import (MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBack
 from tfqa.rest.json_api import RequestError
 from tfqa.rest.servables import ModelDirError
 from tfqa.rest.server import create_app
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works
-    from starlette.testclient import TestClient
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # An emoji (2 UTF-16 units per code point) before the answer: the page must slice by code points.

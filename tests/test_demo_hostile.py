@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
-from serving_helpers import build_fake_qa_model
+from serving_helpers import TestClient, fake_export
 
 from tfqa.apps.cli import main
 from tfqa.apps.demo import LocalBackend, allowed_hosts, create_demo_app
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works
-    from starlette.testclient import TestClient
 
 JSON = {"content-type": "application/json"}
 ORIGIN = "http://127.0.0.1:8080"
@@ -21,9 +16,7 @@ ORIGIN = "http://127.0.0.1:8080"
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("demo-hostile") / "tfqa"
-    build_fake_qa_model(base / "1")
-    return base
+    return fake_export(tmp_path_factory, "demo-hostile")
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,16 @@ import logging
 import os
 import socket
 import time
-import warnings
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from serving_helpers import ThreadedServer, build_fake_qa_model
+from serving_helpers import TestClient, ThreadedServer, fake_export
 
 from tfqa.apps.cli import main
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.rest.server import create_app
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works
-    from starlette.testclient import TestClient
 
 QA = {"question": "Who won?", "context": "Denver Broncos won"}
 PREDICT = "/v1/models/tfqa:predict"
@@ -34,9 +29,7 @@ PREDICT = "/v1/models/tfqa:predict"
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hostile") / "tfqa"
-    build_fake_qa_model(base / "1")
-    return base
+    return fake_export(tmp_path_factory, "hostile")
 
 
 @pytest.fixture(scope="module")

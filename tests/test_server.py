@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import requests
-from serving_helpers import ThreadedServer, build_fake_qa_model, expected_answer, start_serve
+from serving_helpers import ThreadedServer, build_fake_qa_model, expected_answer, start_serve, TestClient
 
 from tfqa.apps.cli import main
 from tfqa.rest.json_api import dumps, encode_outputs
 from tfqa.rest.servables import ModelDirError, find_versions, load_model
 from tfqa.rest.server import create_app
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette 1.x suggests httpx2 for its TestClient; httpx still works
-    from starlette.testclient import TestClient
 
 MAX_BODY = 4096
 QA = {"question": "Who is it?", "context": "Denver Broncos won"}
