@@ -152,12 +152,15 @@ def test_ask_model_prints_what_ask_server_prints(tiny_run, capsys):
 def test_ask_model_errors_are_one_line(tiny_run, capsys, tmp_path):
     run, _ = tiny_run
     for argv, message in ((["--model", str(tmp_path / "none")], "no such directory"),
-                          (["--model", str(run), "--version", "2"], "--version/--label"),
-                          (["--model", str(run), "--batch-size", "0"], "batch_size must be positive")):
+                          (["--model", str(run), "--version", "2"], "--version/--label")):
         code, out, err = ask(capsys, *argv, "--question", "Who?", "--context", "Some text.")
         assert code == 2 and out == "" and message in err and "Traceback" not in err, err
-    with pytest.raises(SystemExit):  # --server and --model together: argparse's usage error
-        main(["ask", "--model", str(run), "--server", "http://x/v1/models/m", "--question", "Who?"])
+    # argparse's usage errors (exit 2): a batch size below 1, --server and --model together
+    for argv, message in ((["--model", str(run), "--batch-size", "0"], "must be a positive integer"),
+                          (["--model", str(run), "--server", "http://x/v1/models/m"], "not allowed with")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["ask", *argv, "--question", "Who?", "--context", "Some text."])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.slow
