@@ -239,17 +239,24 @@ def train(*args, cwd=ROOT, timeout=120):
                           timeout=timeout)
 
 
+def prepared_run(argv):
+    """`train_keras.py`'s checks of a command line, as `_run` makes them (FlagError before anything is written)."""
+    from tfqa.apps.train import parse_train_args, prepare_run
+
+    config, args = parse_train_args(argv)
+    return prepare_run(config, args.overwrite_output_dir)
+
+
 @pytest.mark.parametrize("flag, value", [
     ("--num_train_epochs", "nan"), ("--num_train_epochs", "inf"), ("--learning_rate", "nan"),
     ("--learning_rate", "inf"), ("--max_grad_norm", "nan"), ("--distill_temperature", "inf"),
 ])
 def test_non_finite_flags_fail_before_anything_is_written(tmp_path, flag, value):  # #9 + second attack run
-    from tfqa.apps.train import parse_train_args, prepare_run
     from tfqa.core.errors import TfqaError
 
     out = tmp_path / "out"
     with pytest.raises(TfqaError, match=f"{flag} must be a finite number"):
-        prepare_run(parse_train_args(["--preset", "smoke", "--output_dir", str(out), flag, value]))
+        prepared_run(["--preset", "smoke", "--output_dir", str(out), flag, value])
     assert not out.exists()  # no data/ or smoke_vocab.txt before failing
 
 
@@ -263,25 +270,23 @@ def test_bad_flags_print_one_line_and_write_nothing(tmp_path):
 
 
 def test_window_longer_than_a_local_checkpoint_fails_fast(tmp_path, model_dir):  # #2
-    from tfqa.apps.train import parse_train_args, prepare_run
     from tfqa.core.errors import TfqaError
 
     with pytest.raises(TfqaError, match=r"--max_seq_length 100000 is more than the model .* \(64 positions\)"):
-        prepare_run(parse_train_args(["--model_name_or_path", str(model_dir), "--max_seq_length", "100000",
-                                      "--output_dir", str(tmp_path / "o"), "--train_file", "squad/v1.1"]))
+        prepared_run(["--model_name_or_path", str(model_dir), "--max_seq_length", "100000",
+                      "--output_dir", str(tmp_path / "o"), "--train_file", "squad/v1.1"])
 
 
 @pytest.mark.parametrize("flag", ["--output_dir", "--cache_dir", "--export_dir"])
 def test_output_flags_naming_a_file_or_proc(tmp_path, flag):  # #10
-    from tfqa.apps.train import parse_train_args, prepare_run
     from tfqa.core.errors import TfqaError
 
     a_file = write(tmp_path / "f.json", "{}")
     base = ["--preset", "smoke"] + ([] if flag == "--output_dir" else ["--output_dir", str(tmp_path / "o")])
     with pytest.raises(TfqaError, match=f"{flag} .*f.json: exists and is not a folder"):
-        prepare_run(parse_train_args(base + [flag, a_file]))
+        prepared_run(base + [flag, a_file])
     with pytest.raises(TfqaError, match=f"{flag} /proc/tfqa-x: cannot write there"):
-        prepare_run(parse_train_args(base + [flag, "/proc/tfqa-x"]))
+        prepared_run(base + [flag, "/proc/tfqa-x"])
 
 
 @pytest.fixture(scope="module")
