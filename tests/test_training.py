@@ -128,12 +128,15 @@ def test_saved_model_round_trip_same_logits(trained):
     examples = load_squad(config.predict_file)
     f = prepare_features(examples, tokenizer, max_seq_length=64, doc_stride=16, max_query_length=16)
     logits = model(f.model_inputs()).start_logits.numpy()
-    # The predictions file came from the trained model in memory: the reloaded one gives the same answers.
+    # The predictions file came from the trained model in memory: the reloaded one gives the same answers,
+    # decoded with the run's saved settings (its null threshold is the one tuned on dev: "auto").
     from tfqa.core.decoding import decode_predictions
+    from tfqa.core.run_dir import load_settings
 
     out = model(f.model_inputs())
+    decoding = load_settings(config.output_dir).for_squad_version("2.0").decoding
     predictions, _, _ = decode_predictions(examples, f, out.start_logits.numpy(), out.end_logits.numpy(),
-                                           version_2_with_negative=True)
+                                           config=decoding)
     assert predictions == json.load(open(os.path.join(config.output_dir, "predictions.json")))
     assert np.isfinite(logits).all()
 
