@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from tfqa.core.squad import find_lone_surrogate
 from tfqa.rest.http import RequestError
 
 MAX_RANK = 32
@@ -99,12 +100,12 @@ def utf8(text: str) -> bytes:
     rule is tfqa's for every input surface: refuse, naming the place (here the
     element and input the caller adds); raw bytes go as {"b64": ...}.
     """
-    try:
+    at = find_lone_surrogate(text)
+    if at < 0:
         return text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise RequestError(f"the string has a lone surrogate \\u{ord(text[e.start]):04x} at character {e.start}, "
-                           "which is not Unicode text (characters beyond U+FFFF are a \\ud83d\\ude00-style "
-                           "pair; send bytes as {\"b64\": ...})") from None
+    raise RequestError(f"the string has a lone surrogate \\u{ord(text[at]):04x} at character {at}, "
+                       "which is not Unicode text (characters beyond U+FFFF are a \\ud83d\\ude00-style "
+                       "pair; send bytes as {\"b64\": ...})")
 
 
 def _fill(value, level: int, shape: list[int], dtype: str, out: list) -> None:
