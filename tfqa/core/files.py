@@ -93,9 +93,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """`obj` as the JSON text `write_json_atomic` writes."""
+    return json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """Writes `obj` as JSON to `path` atomically (see `atomic_path`)."""
-    return write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+    return write_text_atomic(path, json_text(obj, indent=indent))
 
 
 def _probe(folder: Path) -> None:
