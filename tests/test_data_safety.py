@@ -292,10 +292,23 @@ def test_gitignore_ignores_build_and_the_default_export_only():
     assert proc.stdout.split() == ["build/lib/x.py", "export/tfqa/1"]
 
 
-# ------------------------------------------------------------------ the attack, scripted
-
 TINY = ["--preset", "smoke", "--max_train_samples", "8", "--max_eval_samples", "8", "--max_steps", "2",
         "--num_train_epochs", "1", "--per_gpu_train_batch_size", "4"]
+
+
+@pytest.mark.slow  # a tiny run and its export: ~28 s
+def test_a_finished_run_leaves_no_empty_backup_second_vocab_or_lock(tmp_path):
+    out = tmp_path / "run"
+    proc = train(*TINY, "--output_dir", str(out), "--export_dir", str(out / "serving"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in out.iterdir()}
+    assert {"vocab.txt", "tf_model.h5", MANIFEST_FILE, "serving"} <= names
+    assert not names & {"backup", "smoke_vocab.txt", ".tfqa.lock"}
+    created = json.loads((out / MANIFEST_FILE).read_text())["created"]
+    assert "serving/1" in created and "backup" not in created and "smoke_vocab.txt" not in created
+
+
+# ------------------------------------------------------------------ the attack, scripted
 
 
 @pytest.mark.slow  # two tiny runs and an export: ~70 s

@@ -208,6 +208,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         progress.done(f": version {exported.version}, {exported.path}"
                       + (f" ({exported.note})" if exported.note else ""))
         extra["export"] = str(exported.path)
+        record.add([exported.path])  # when --export_dir is inside the run folder
     if recorder is not None:
         recorder.finish(final=results or None, config=config.to_dict(), **extra)
     # Leftovers of training: the preset's scratch files, the backup folder tf-keras has emptied.
