@@ -308,6 +308,27 @@ def test_a_finished_run_leaves_no_empty_backup_second_vocab_or_lock(tmp_path):
     assert "serving/1" in created and "backup" not in created and "smoke_vocab.txt" not in created
 
 
+@pytest.mark.slow  # a tiny training run, with a second started while it trains: ~30 s
+def test_two_trainings_into_one_folder_the_second_is_refused_and_the_first_finishes(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, str(ROOT / "train_keras.py"), *TINY, "--output_dir", str(out),
+                              "--export_dir", "none"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / ".tfqa.lock").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        second = train(*TINY, "--output_dir", str(out), "--export_dir", "none", timeout=120)
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1, second.stderr[-2000:]
+    assert f"--output_dir {out}: another tfqa run (process {first.pid} " in second.stderr
+    assert first.returncode == 0, err[-3000:]
+    assert json.loads((out / MANIFEST_FILE).read_text())["finished"] is True
+
+
 # ------------------------------------------------------------------ the attack, scripted
 
 
