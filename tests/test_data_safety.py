@@ -51,9 +51,9 @@ def fake_run(out: Path) -> None:
     record = RunRecord.begin(out, also=("smoke_vocab.txt",))
     out.mkdir(parents=True, exist_ok=True)
     record.save()
-    for rel in ("smoke_vocab.txt", "data/train.json", "logs/train/events.out.tfevents.1.host", "checkpoints/epoch-01.h5",
-                "backup/chief/checkpoint", "export/tfqa/1/saved_model.pb", "tf_model.h5", "config.json",
-                "history.json", "tfqa_config.json"):
+    for rel in ("smoke_vocab.txt", "data/train.json", "logs/train/events.out.tfevents.1.host",
+                "checkpoints/epoch-01.h5", "backup/chief/checkpoint", "export/tfqa/1/saved_model.pb", "tf_model.h5",
+                "config.json", "history.json", "tfqa_config.json"):
         write(out / rel)
     record.save()
     (out / "backup/chief/checkpoint").unlink()  # tf-keras empties its backup when training ends
@@ -274,7 +274,8 @@ def test_a_lock_file_that_is_not_tfqas_is_refused_not_overwritten(tmp_path):
 
 
 @pytest.mark.parametrize("task, chief", [(None, True), ({"type": "worker", "index": 0}, True),
-                                         ({"type": "worker", "index": 1}, False), ({"type": "chief", "index": 0}, True)])
+                                         ({"type": "worker", "index": 1}, False),
+                                         ({"type": "chief", "index": 0}, True)])
 def test_only_the_chief_of_a_multi_worker_job_locks_and_clears_the_folder(task, chief):
     from tfqa.training.strategies import chief_process
 
