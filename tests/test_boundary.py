@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -242,9 +243,10 @@ def train(*args, cwd=ROOT, timeout=120):
 def prepared_run(argv):
     """`train_keras.py`'s checks of a command line, as `_run` makes them (FlagError before anything is written)."""
     from tfqa.apps.train import parse_train_args, prepare_run
+    from tfqa.core.config import spelled_as
 
     config, args = parse_train_args(argv)
-    return prepare_run(config, args.overwrite_output_dir)
+    return prepare_run(config, args.overwrite_output_dir, spelled_as(args))
 
 
 @pytest.mark.parametrize("flag, value", [
@@ -287,6 +289,57 @@ def test_output_flags_naming_a_file_or_proc(tmp_path, flag):  # #10
         prepared_run(base + [flag, a_file])
     with pytest.raises(TfqaError, match=f"{flag} /proc/tfqa-x: cannot write there"):
         prepared_run(base + [flag, "/proc/tfqa-x"])
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--seed", "-1", "--seed must be from 0 to 4294967295"),  # issue 20 #8: TF's "Seed must be between 0 and 2**32 - 1"
+    ("--seed", str(2**32), "--seed must be from 0 to 4294967295"),
+    ("--gradient_accumulation_steps", "99999999999999999999", "--gradient_accumulation_steps must be at most 64"),  # #9
+    ("--gradient_accumulation_steps", "65", "unrolled into the train step's graph"),
+    ("--max_steps", str(2**31), "--max_steps must be at most 2147483647"),
+    ("--per_device_train_batch_size", str(10**20), "--per_device_train_batch_size must be at most 2147483647"),
+    ("--n_best_size", str(10**20), "--n_best_size must be at most"),
+    ("--learning_rate", "1e39", "--learning_rate must be at most 3.403e+38"),
+    ("--num_train_epochs", "1e300", "--num_train_epochs must be at most"),
+])
+def test_out_of_range_flags_fail_before_anything_is_written(tmp_path, flag, value, needle):  # issue 20 #8, #9
+    from tfqa.core.errors import TfqaError
+
+    out = tmp_path / "out"
+    with pytest.raises(TfqaError, match=re.escape(needle)):
+        prepared_run(["--preset", "smoke", "--output_dir", str(out), flag, value])
+    assert not out.exists()  # no OUTPUT_DIR/data/ left behind
+
+
+def test_every_integer_and_float_setting_has_an_upper_bound():  # issue 20 #9: the audit, kept true for new settings
+    from tfqa.core.config import TrainConfig, _flat_fields
+
+    for f in _flat_fields(TrainConfig):
+        if f.type in ("int", "float"):
+            huge = 10**40 if f.type == "int" else 1e300
+            assert TrainConfig(**{f.name: huge}).validate(check_files=False), f.name
+
+
+def test_errors_name_the_alias_the_user_typed(tmp_path):  # issue 20 #22
+    proc = train("--preset", "smoke", "--output_dir", str(tmp_path / "o"), "--per_gpu_train_batch_size", "-1")
+    assert_one_line(proc.returncode, proc.stderr, "--per_gpu_train_batch_size must be positive (got -1)")
+    assert "per_replica" not in proc.stderr
+    from tfqa.core.errors import TfqaError
+
+    with pytest.raises(TfqaError, match=r"--per_gpu_eval_batch_size must be positive") as caught:
+        prepared_run(["--preset", "smoke", "--output_dir", str(tmp_path / "o"), "--per_gpu_eval_batch_size", "0",
+                      "--max_seq_length", "0"])
+    assert "--max_seq_length must be positive" in str(caught.value)  # flags typed as themselves stay as they are
+
+
+def test_version_flags_print_the_package_version(capsys):  # issue 20 #22
+    import tfqa
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip().endswith(f" {tfqa.__version__}")
+    proc = train("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"train_keras.py {tfqa.__version__}", proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import math
 import sys
 from pathlib import Path
 
+import tfqa
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
@@ -316,6 +317,7 @@ def _prog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The whole `python -m tfqa` parser (commands are sub-parsers)."""
     parser = argparse.ArgumentParser(prog=_prog(), description="Extractive question answering tools.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tfqa.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("evaluate", help="score predictions with the official SQuAD v1.1/v2.0 metrics",

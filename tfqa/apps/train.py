@@ -9,11 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+import tfqa
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
 from tfqa.apps.run_squad_flags import add_run_squad_flags, notes
-from tfqa.core.config import add_to_parser, from_args
+from tfqa.core.config import add_to_parser, as_typed, from_args, spelled_as
 from tfqa.core.errors import TfqaError
 from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, clear_run, export_base, finished_run
 from tfqa.core.squad import DataError
@@ -26,6 +27,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune, evaluate and save a QA model. Every flag "
                                      "of Transformers' legacy run_squad.py is accepted.")
     add_to_parser(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tfqa.__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's and transformers' start-up and loading messages")
     add_run_squad_flags(parser)
@@ -52,6 +54,7 @@ def parse_train_args(argv: list[str] | None = None):
     changes = {"output_dir": str(Path(config.output_dir))}  # printed paths: "runs/x/" + name, never "runs/x//name"
     if args.fp16:
         changes["mixed_precision"] = "fp16"
+        args.spelled_as = {**spelled_as(args), "--mixed_precision": "--fp16"}
     return config.replace(**changes), args
 
 
@@ -59,8 +62,10 @@ class FlagError(TfqaError):
     """Flags that cannot work together or with the data and model they name; one line for all of them."""
 
 
-def prepare_run(config, overwrite_output_dir: bool = False):
+def prepare_run(config, overwrite_output_dir: bool = False, spelled: dict[str, str] | None = None):
     """The checked config of a run, with its preset's data written: FlagError before any file is written.
+
+    `spelled` ({"--setting": "--alias"}, `tfqa.core.config.spelled_as`): the flags the messages name as typed.
 
     Order matters: `--num_train_epochs nan` must not leave OUTPUT_DIR/data behind. A folder holding a
     finished run is refused unless `overwrite_output_dir` (run_squad.py's flag), which clears it first.
@@ -78,7 +83,7 @@ def prepare_run(config, overwrite_output_dir: bool = False):
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
     if problems:
-        raise FlagError("; ".join(problems))
+        raise FlagError(as_typed("; ".join(problems), spelled or {}))
     for flag in ("output_dir", "cache_dir", "export_dir"):
         value = getattr(config, flag)
         if value and value != "none":
@@ -89,7 +94,7 @@ def prepare_run(config, overwrite_output_dir: bool = False):
         config = preset.prepare_data(config)
         problems = config.validate()
         if problems:
-            raise FlagError("; ".join(problems))
+            raise FlagError(as_typed("; ".join(problems), spelled or {}))
     return config
 
 
@@ -100,7 +105,7 @@ class _Hinted(TfqaError):
 def _run(argv: list[str], state: dict) -> int:
     config, args = parse_train_args(argv)
     new_folder = not Path(config.output_dir).exists()
-    config = prepare_run(config, args.overwrite_output_dir)  # creates OUTPUT_DIR to check it is writable
+    config = prepare_run(config, args.overwrite_output_dir, spelled_as(args))  # creates OUTPUT_DIR to check it is writable
     state["output_dir"] = config.output_dir
     for line in notes(args):
         CONSOLE.note(line)
