@@ -159,6 +159,19 @@ def test_predict_batch_size_must_be_positive(tmp_path, capsys, value):  # #11
     assert exit_.value.code == 2 and "--batch-size" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["predict", "export"])
+@pytest.mark.parametrize("layout", ["base", "version"])
+def test_an_export_given_as_a_run_says_it_is_an_export(tmp_path, capsys, command, layout):  # issue 20 #16
+    export = tmp_path / "export" / "tfqa"
+    (export / "1").mkdir(parents=True)
+    (export / "1" / "saved_model.pb").write_bytes(b"")
+    model = export if layout == "base" else export / "1"
+    extra = ["--data", write(tmp_path / "d.json", V1)] if command == "predict" else []
+    code, _, err = run(capsys, command, "--model", str(model), *extra, "--output", str(tmp_path / "o"))
+    assert_one_line(code, err, f"--model {model} is a SavedModel export", "ask --model", "serve --model")
+    assert "model_type" not in err and not (tmp_path / "o").exists()
+
+
 def test_predict_output_paths_and_empty_data(tmp_path, capsys, model_dir):  # #10, #8
     data = write(tmp_path / "dev.json", V1)
     code, _, err = run(capsys, "predict", "--model", str(model_dir), "--data", data, "--output", data)

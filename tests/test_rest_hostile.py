@@ -113,7 +113,10 @@ def test_cli_refuses_bad_port_label_and_name(export_dir, capsys):
                           (["--label", "stable=" + "1" * 5000], "is beyond int64"),
                           (["--name", "a/b:c"], "model name 'a/b:c'"),
                           (["--max-instances", "0"], "--max-instances must be positive"),
-                          (["--read-timeout", "nan"], "--read-timeout must be a positive number")]:
+                          (["--read-timeout", "nan"], "--read-timeout must be a positive number"),
+                          # issue 20 #10: asyncio cannot wait that long (OverflowError once a client connected)
+                          (["--read-timeout", "1e308"], "--read-timeout must be a positive number of seconds up to"),
+                          (["--idle-timeout", "inf"], "--idle-timeout must be a positive number of seconds up to")]:
         assert main(["serve", "--model", str(export_dir), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("tfqa: error: ") and message in err and err.count("\n") == 1, err

@@ -29,7 +29,7 @@ import numpy as np
 
 from tfqa.core.errors import TfqaError
 from tfqa.core.run_dir import MODEL_CONFIG_FILE
-from tfqa.export.versions import version_dirs
+from tfqa.export.versions import is_export
 
 
 class AnswererLoadError(TfqaError, ValueError):
@@ -161,7 +161,7 @@ class QuestionAnswerer:
         if not path.is_dir():
             raise AnswererLoadError(f"{path}: no such directory (expected a training run's --output_dir or an "
                                     "export such as OUTPUT_DIR/export/tfqa)")
-        if (path / "saved_model.pb").exists() or version_dirs(path):
+        if is_export(path):
             return cls(_Export(path, batch_size))
         if (path / MODEL_CONFIG_FILE).exists():
             return cls(_RunDir(path, batch_size))

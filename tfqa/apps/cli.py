@@ -72,8 +72,13 @@ def _load_na_probs(path: str, question_ids) -> dict[str, float]:
 
 
 def _require_model_dir(path: str) -> None:
+    from tfqa.export.versions import is_export
+
     if not Path(path).is_dir():
         raise CliError(f"--model {path}: no such model directory (expected a folder written by train_keras.py)")
+    if is_export(path):  # it has no config.json: transformers would ask for its `model_type`
+        raise CliError(f"--model {path} is a SavedModel export, not a training run's --output_dir; answer with it "
+                       f"through `python -m tfqa ask --model {path}` or `python -m tfqa serve --model {path}`")
 
 
 def _check_window(model_dir: str, max_seq_length: int) -> None:
@@ -249,7 +254,11 @@ def cmd_ask(args) -> int:
 
 def _ask_server(args, context: str) -> list[dict]:
     from tfqa.rest.client import ServingClient
+    from tfqa.rest.limits import seconds_problem
 
+    problem = seconds_problem(args.timeout, "--timeout")
+    if problem:
+        raise CliError(problem)
     try:
         client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
                                signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
