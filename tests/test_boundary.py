@@ -172,6 +172,18 @@ def test_an_export_given_as_a_run_says_it_is_an_export(tmp_path, capsys, command
     assert "model_type" not in err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["predict", "--model", "m", "--data", "d", "--output", "o", "--batch-size", "99999999999999999999"],
+     "--batch-size/--batch_size: must be at most 2147483647"),
+    (["evaluate", "d", "p", "--max-samples", "-1"], "--max-samples/--max_samples: must be a non-negative integer"),
+    (["ask", "--server", "http://h/v1/models/m", "--question", "q", "--batch-size", str(2**31)], "must be at most"),
+])
+def test_cli_integer_flags_have_a_range_the_code_honours(capsys, argv, needle):  # issue 20 #9: the CLIs' audit
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and needle in capsys.readouterr().err
+
+
 def test_predict_output_paths_and_empty_data(tmp_path, capsys, model_dir):  # #10, #8
     data = write(tmp_path / "dev.json", V1)
     code, _, err = run(capsys, "predict", "--model", str(model_dir), "--data", data, "--output", data)

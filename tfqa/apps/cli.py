@@ -18,6 +18,7 @@ import tfqa
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
+from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
@@ -91,15 +92,26 @@ def _check_window(model_dir: str, max_seq_length: int) -> None:
         raise CliError("; ".join(problems))
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1 (batch sizes)."""
+def _int_from(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be a {'positive' if low else 'non-negative'} integer, not {value}")
+    if value > MAX_INT:  # TensorFlow counts batches and shapes in int32
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer from 1 to MAX_INT (batch sizes)."""
+    return _int_from(text, 1)
+
+
+def count_or_all(text: str) -> int:
+    """argparse type: an integer from 0 (all) to MAX_INT (--max-samples)."""
+    return _int_from(text, 0)
 
 
 def finite_float(text: str) -> float:
@@ -341,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics to use; auto picks 2.0 when the data has unanswerable questions "
                         "(default: %(default)s)")
     p.add_argument("--output", default=None, help="also write the results JSON to this file (atomically)")
-    p.add_argument("--max-samples", "--max_samples", dest="max_samples", type=int, default=0,
+    p.add_argument("--max-samples", "--max_samples", dest="max_samples", type=count_or_all, default=0,
                    help="score only the first N questions of the data, as train_keras.py --max_eval_samples N does "
                         "(default: all)")
     _add_data_options(p)
