@@ -287,7 +287,7 @@ def _ask_model(args, context: str) -> list[dict]:
         raise CliError("--version/--label pick a version on a --server; with --model pass the version directory "
                        "(e.g. export/tfqa/2)")
     try:
-        qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size)
+        qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size, verbose=args.verbose)
         return [serving_answer(result) for result in qa(args.question, context)]
     except ValueError as e:  # bad --batch-size or text; load problems are TfqaErrors (one line too)
         raise CliError(str(e)) from None
