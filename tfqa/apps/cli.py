@@ -22,7 +22,7 @@ from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
-from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
+from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES, ConnectionLimits
 
 
 class CliError(TfqaError):
@@ -218,7 +218,7 @@ def cmd_serve(args) -> int:
                               idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
           all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
-          limits=limits, batching=batching, reporter=CONSOLE)
+          limits=limits, batching=batching, reporter=CONSOLE, max_text_bytes=args.max_text_bytes)
     return 0
 
 
@@ -406,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES,
                    help="more instances in one predict request get HTTP 400, as TF Serving refuses batches over "
                         "its maximum (default: %(default)s)")
+    p.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES,
+                   help="more bytes of text (all questions and contexts) in one predict request get HTTP 400: the "
+                        "bound on the work one request causes (default: %(default)s)")
     p.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
                    help="more open connections get HTTP 503 and are closed (default: %(default)s)")
     p.add_argument("--read-timeout", type=float, default=ConnectionLimits.read_timeout,
