@@ -71,6 +71,14 @@ def test_hostile_data_files_are_one_line_errors(tmp_path, capsys, content, needl
     assert_one_line(code, err, "dev.json", needle)
 
 
+@pytest.mark.parametrize("argv", [["check", "/dev/zero"], ["evaluate", "/dev/zero", "p.json"],
+                                  ["evaluate", "{data}", "/dev/zero"]])
+def test_devices_given_as_data_are_one_line_errors(tmp_path, capsys, argv):  # issue 20 #11: read forever before
+    argv = [a.replace("{data}", write(tmp_path / "dev.json", V1)) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert_one_line(code, err, "/dev/zero: not a regular file")
+
+
 def test_lone_surrogate_names_the_question(tmp_path, capsys):
     doc = json.loads(json.dumps(V1))
     doc["data"][0]["paragraphs"][0]["qas"][1]["question"] = "Who\ud800?"

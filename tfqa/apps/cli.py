@@ -20,7 +20,7 @@ from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
 from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
-from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
+from tfqa.core.files import check_output_dir, check_output_file, read_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
 from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES, ConnectionLimits
 
@@ -32,8 +32,7 @@ class CliError(TfqaError):
 def _read_json_object(path: str, what: str) -> dict:
     """Reads a JSON object from `path`, or raises CliError naming the file and the problem."""
     try:
-        with open_text(path) as f:
-            obj = json.load(f)
+        obj = json.loads(read_text(path))
     except FileNotFoundError:
         raise CliError(f"{path}: no such file ({what})") from None
     except json.JSONDecodeError as e:
