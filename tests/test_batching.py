@@ -3,6 +3,7 @@ splitting in order, oversize requests, padding to allowed sizes, a full queue, a
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import types
@@ -277,6 +278,35 @@ def test_full_queue_answers_503_and_the_server_keeps_serving(model, monkeypatch)
         assert later.status_code == 200 and later.json()["outputs"]["answer"] == ["Broncos"]
     assert sizes[:2] == [1, 2]
     app.state.batcher.close()
+
+
+def test_shutdown_while_the_model_computes_answers_503_not_a_traceback(model, monkeypatch, caplog):  # issue 20 #12
+    from tfqa.rest.connections import GuardedServer
+    from tfqa.rest.limits import ConnectionLimits
+
+    gate = threading.Event()
+    sizes = spy_on_runs(model.latest, monkeypatch, gate)
+    app = build_app(model, batching=BatchingParameters(max_batch_size=4, num_batch_threads=1))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = GuardedServer(app, ConnectionLimits(), log_level="warning", timeout_graceful_shutdown=0.5)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/models/tfqa:predict"
+            pending = pool.submit(post, url, ["Who?"], ["Denver Broncos won"])
+            wait_for(lambda: sizes)  # the model is computing (held by the gate)
+            server.should_exit = True  # SIGTERM; the graceful wait runs out while the model still computes
+            answer = pending.result(timeout=30)
+        assert (answer.status_code, answer.json()) == (
+            503, {"error": "the server is shutting down; the request was not finished"})
+    finally:
+        gate.set()
+        thread.join(timeout=30)
+        sock.close()
+    assert "CancelledError" not in caplog.text and "Exception in ASGI application" not in caplog.text
 
 
 def strip_floats(value):

@@ -16,6 +16,7 @@ pool so the event loop keeps accepting requests while a model runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -142,6 +143,10 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 answer = model.metadata if metadata else model.status
                 return _json_response(answer(name, version_number(version), label))
             raise RequestError(f"Malformed request: {method} {path}")
+        except asyncio.CancelledError:
+            # SIGTERM, and the graceful-shutdown wait (5 s) ran out while the model computed: an answer, not
+            # a CancelledError traceback per request (issue 20 #12).
+            return _json_response({"error": "the server is shutting down; the request was not finished"}, 503)
         except RequestError as e:
             return _json_response({"error": str(e)}, e.status)
         except ServingFailure as e:
