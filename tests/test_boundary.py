@@ -239,6 +239,7 @@ def test_unknown_model_type_is_a_short_line(tmp_path, capsys, model_dir):  # "Al
     ("[1, 2]", "not a JSON object"),
     ('{"max_seq_length": "long"}', "'max_seq_length' must be int"),
     ('{"n_best_size": 0}', "--n_best_size must be positive"),
+    ('{"max_answer_length": 100000000000000000000}', "--max_answer_length must be at most 2147483647"),  # issue 20 #9
     ('{"null_score_diff_threshold": NaN}', "finite"),
     ("[" * 100_000, "unreadable"),
 ])

@@ -50,6 +50,25 @@ def number_or_auto(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number or '{AUTO}', got {text!r}") from None
 
 
+def _range_problems(settings, fields) -> list[str]:
+    """Values of `fields` beyond what the code can hold or do (`_INT_RANGES`, MAX_INT, float32), as
+    flag-named messages."""
+    problems = []
+    for f in fields:
+        value = getattr(settings, f.name)
+        if isinstance(value, bool):
+            continue
+        if f.type in ("int", int) and isinstance(value, int):
+            low, high, why = _INT_RANGES.get(f.name, (None, MAX_INT, "TensorFlow counts in int32"))
+            if (low is not None and value < low) or value > high:
+                problems.append(f"--{f.name} must be {'at most' if low is None else f'from {low} to'} {high} "
+                                f"({why}; got {value})")
+        elif f.type in ("float", float) and isinstance(value, (int, float)) and abs(value) > _FLOAT32_MAX:
+            problems.append(f"--{f.name} must be at most {_FLOAT32_MAX:.4g} in size (training computes in float32; "
+                            f"got {value})")
+    return problems
+
+
 class _SettingsGroup:
     """A small frozen group of settings that can say what is wrong with its values."""
 
@@ -73,6 +92,9 @@ class FeatureConfig(_SettingsGroup):
 
     def problems(self) -> list[str]:
         """What is wrong with the values, as flag-named messages (empty when fine)."""
+        problems = _range_problems(self, dataclasses.fields(self))
+        if problems:
+            return problems
         problems = [f"--{name} must be positive (got {getattr(self, name)})"
                     for name in ("max_seq_length", "max_query_length") if getattr(self, name) <= 0]
         if self.doc_stride < 0:
@@ -108,8 +130,9 @@ class DecodeConfig(_SettingsGroup):
 
     def problems(self) -> list[str]:
         """What is wrong with the values, as flag-named messages (empty when fine)."""
-        problems = [f"--{name} must be positive (got {getattr(self, name)})"
-                    for name in ("n_best_size", "max_answer_length") if getattr(self, name) <= 0]
+        problems = _range_problems(self, dataclasses.fields(self))
+        problems += [f"--{name} must be positive (got {getattr(self, name)})"
+                     for name in ("n_best_size", "max_answer_length") if getattr(self, name) <= 0]
         value = self.null_score_diff_threshold
         if value != AUTO and (isinstance(value, (bool, str)) or not math.isfinite(value)):
             problems.append(f"--null_score_diff_threshold must be a finite number or 'auto' (got {value!r})")
@@ -262,7 +285,8 @@ class TrainConfig(ComposedSettings):
                     and not math.isfinite(getattr(self, f.name))]
         if problems:  # NaN compares false with everything: the range checks below would pass it or repeat it
             return problems
-        problems = _range_problems(self)
+        # The groups' own ranges are in their problems(), below.
+        problems = _range_problems(self, [f for f in dataclasses.fields(self) if f.name not in _groups(type(self))])
         if problems:
             return problems
         problems = self.features.problems() + self.decoding.problems()
@@ -330,22 +354,6 @@ class TrainConfig(ComposedSettings):
     @property
     def evaluate(self) -> bool:
         return self.do_eval or not (self.do_train or self.do_eval)
-
-
-def _range_problems(config: TrainConfig) -> list[str]:
-    """Values beyond what the code can hold or do (`_INT_RANGES`, MAX_INT, float32), as flag-named messages."""
-    problems = []
-    for f in _flat_fields(type(config)):
-        value = getattr(config, f.name)
-        if f.type in ("int", int):
-            low, high, why = _INT_RANGES.get(f.name, (None, MAX_INT, "TensorFlow counts in int32"))
-            if (low is not None and value < low) or value > high:
-                problems.append(f"--{f.name} must be {'at most' if low is None else f'from {low} to'} {high} "
-                                f"({why}; got {value})")
-        elif f.type in ("float", float) and abs(value) > _FLOAT32_MAX:
-            problems.append(f"--{f.name} must be at most {_FLOAT32_MAX:.4g} in size (training computes in float32; "
-                            f"got {value})")
-    return problems
 
 
 def _default(name: str):
