@@ -178,6 +178,13 @@ def test_ask_timeouts_beyond_a_day_or_not_positive_are_one_line(server, capsys, 
     assert "--timeout must be a positive number of seconds up to 86400" in err
 
 
+@pytest.mark.parametrize("value", ["-1", str(2**63)])
+def test_ask_versions_outside_int64_are_one_line(server, capsys, value):  # issue 20 #9: the CLIs' audit
+    code = main(["ask", "--server", server, "--question", "Who?", "--context", CONTEXT, "--version", value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--version must be a model version from 0 to" in err, err
+
+
 @pytest.mark.parametrize("timeout", [math.nan, math.inf, 1e308, 0, "30"])
 def test_client_refuses_timeouts_it_cannot_wait(timeout):  # issue 20 #10: OverflowError/ValueError later before
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):

@@ -270,6 +270,8 @@ def _ask_server(args, context: str) -> list[dict]:
     problem = seconds_problem(args.timeout, "--timeout")
     if problem:
         raise CliError(problem)
+    if args.version is not None and not 0 <= args.version < 2**63:  # TF Serving's versions are int64
+        raise CliError(f"--version must be a model version from 0 to {2**63 - 1}, not {args.version}")
     try:
         client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
                                signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
