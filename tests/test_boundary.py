@@ -364,6 +364,10 @@ def test_errors_name_the_alias_the_user_typed(tmp_path):  # issue 20 #22
         prepared_run(["--preset", "smoke", "--output_dir", str(tmp_path / "o"), "--per_gpu_eval_batch_size", "0",
                       "--max_seq_length", "0"])
     assert "--max_seq_length must be positive" in str(caught.value)  # flags typed as themselves stay as they are
+    # --data_dir alone: its official file names are not --train_file/--predict_file the user typed
+    with pytest.raises(TfqaError, match=rf"^--data_dir {tmp_path}/train-v1.1.json: no such file; --data_dir "
+                                        rf"{tmp_path}/dev-v1.1.json: no such file$"):
+        prepared_run(["--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")])
 
 
 def test_version_flags_print_the_package_version(capsys):  # issue 20 #22

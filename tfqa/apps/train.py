@@ -50,11 +50,17 @@ def parse_train_args(argv: list[str] | None = None):
     if preset is not None:
         parser.set_defaults(**preset.defaults)
     args = parser.parse_args(argv)
-    config = from_args(args).with_data_dir()
+    given = from_args(args)
+    config = given.with_data_dir()
     changes = {"output_dir": str(Path(config.output_dir))}  # printed paths: "runs/x/" + name, never "runs/x//name"
+    spelled = spelled_as(args)  # errors name the flags as typed: aliases, --fp16, --data_dir's own files
     if args.fp16:
         changes["mixed_precision"] = "fp16"
-        args.spelled_as = {**spelled_as(args), "--mixed_precision": "--fp16"}
+        spelled["--mixed_precision"] = "--fp16"
+    for name in ("train_file", "predict_file"):
+        if getattr(given, name) == getattr(type(given)(), name) != getattr(config, name):
+            spelled[f"--{name}"] = "--data_dir"  # the official file name in that folder, not a flag typed
+    args.spelled_as = spelled
     return config.replace(**changes), args
 
 
