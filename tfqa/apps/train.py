@@ -9,11 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+import tfqa
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
 from tfqa.apps.run_squad_flags import add_run_squad_flags, notes
-from tfqa.core.config import add_to_parser, from_args
+from tfqa.core.config import add_to_parser, as_typed, from_args, spelled_as
 from tfqa.core.errors import TfqaError
 from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, export_base, finished_run
 from tfqa.core.squad import DataError
@@ -26,6 +27,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune, evaluate and save a QA model. Every flag "
                                      "of Transformers' legacy run_squad.py is accepted.")
     add_to_parser(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tfqa.__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's and transformers' start-up and loading messages")
     add_run_squad_flags(parser)
@@ -48,10 +50,17 @@ def parse_train_args(argv: list[str] | None = None):
     if preset is not None:
         parser.set_defaults(**preset.defaults)
     args = parser.parse_args(argv)
-    config = from_args(args).with_data_dir()
+    given = from_args(args)
+    config = given.with_data_dir()
     changes = {"output_dir": str(Path(config.output_dir))}  # printed paths: "runs/x/" + name, never "runs/x//name"
+    spelled = spelled_as(args)  # errors name the flags as typed: aliases, --fp16, --data_dir's own files
     if args.fp16:
         changes["mixed_precision"] = "fp16"
+        spelled["--mixed_precision"] = "--fp16"
+    for name in ("train_file", "predict_file"):
+        if getattr(given, name) == getattr(type(given)(), name) != getattr(config, name):
+            spelled[f"--{name}"] = "--data_dir"  # the official file name in that folder, not a flag typed
+    args.spelled_as = spelled
     return config.replace(**changes), args
 
 
@@ -59,8 +68,11 @@ class FlagError(TfqaError):
     """Flags that cannot work together or with the data and model they name; one line for all of them."""
 
 
-def prepare_run(config, overwrite_output_dir: bool = False, locks: contextlib.ExitStack | None = None):
+def prepare_run(config, overwrite_output_dir: bool = False, spelled: dict[str, str] | None = None,
+                locks: contextlib.ExitStack | None = None):
     """The checked config of a run, with its preset's data written: FlagError before any file is written.
+
+    `spelled` ({"--setting": "--alias"}, `tfqa.core.config.spelled_as`): the flags the messages name as typed.
 
     Order matters: `--num_train_epochs nan` must not leave OUTPUT_DIR/data behind. A folder holding a
     finished run is refused unless `overwrite_output_dir` (run_squad.py's flag), which first removes what
@@ -84,7 +96,7 @@ def prepare_run(config, overwrite_output_dir: bool = False, locks: contextlib.Ex
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
     if problems:
-        raise FlagError("; ".join(problems))
+        raise FlagError(as_typed("; ".join(problems), spelled or {}))
     for flag in ("output_dir", "cache_dir", "export_dir"):
         value = getattr(config, flag)
         if value and value != "none":
@@ -105,7 +117,7 @@ def prepare_run(config, overwrite_output_dir: bool = False, locks: contextlib.Ex
         config = preset.prepare_data(config, CONSOLE)
         problems = config.validate()
         if problems:
-            raise FlagError("; ".join(problems))
+            raise FlagError(as_typed("; ".join(problems), spelled or {}))
     return config
 
 
@@ -141,7 +153,8 @@ def _run(argv: list[str], state: dict) -> int:
 
 
 def _locked_run(config, args, state: dict, locks: contextlib.ExitStack) -> int:
-    config = prepare_run(config, args.overwrite_output_dir, locks)  # creates OUTPUT_DIR to check it is writable
+    # creates OUTPUT_DIR to check it is writable
+    config = prepare_run(config, args.overwrite_output_dir, spelled_as(args), locks)
     state["output_dir"] = config.output_dir
     for line in notes(args):
         CONSOLE.note(line)

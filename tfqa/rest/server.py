@@ -16,6 +16,7 @@ pool so the event loop keeps accepting requests while a model runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -33,7 +34,7 @@ from tfqa.rest.batching import Batcher
 from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
-from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
+from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES, ConnectionLimits
 from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
                                 parse_json_object, signature_name_of)
 from tfqa.rest.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
@@ -55,6 +56,15 @@ def _json_response(obj, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type="application/json")
 
 
+def check_text_bytes(arrays: dict, dtypes: dict[str, str], limit: int) -> None:
+    """Refuses requests with more than `limit` bytes in their string inputs: the bound on one request's work."""
+    total = sum(len(value) for name, array in arrays.items() if dtypes.get(name) == "string"
+                for value in array.ravel())
+    if total > limit:
+        raise RequestError(f"the request has {total} bytes of text; this server takes at most {limit} per request "
+                           "(--max-text-bytes): send shorter contexts or fewer instances per request")
+
+
 def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
     """Refuses empty questions/contexts, and question and context batches of different sizes."""
     present = [name for name in TEXT_INPUTS if dtypes.get(name) == "string"]
@@ -68,7 +78,8 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
 
 
 def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
-            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None) -> dict:
+            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None,
+            max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict:
     """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
 
     With a `batcher` (--enable_batching) the model call is merged with concurrent requests'.
@@ -82,6 +93,7 @@ def predict(model: Model, name: str, version: int | None, label: str | None, bod
     check_batch_size(doc, arrays, max_instances)
     check_shapes(arrays, signature.shapes, signature_name)
     check_text_inputs(arrays, signature.dtypes)
+    check_text_bytes(arrays, signature.dtypes, max_text_bytes)
     try:
         outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
         return encode_outputs(outputs, request_format)
@@ -102,7 +114,8 @@ def version_number(text: str | None) -> int | None:
 
 def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
-              batching: BatchingParameters | None = None) -> Starlette:
+              batching: BatchingParameters | None = None,
+              max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Starlette:
     """The ASGI app serving an already loaded model; `batching` turns on server-side batching."""
     batcher = Batcher(batching) if batching else None
 
@@ -121,7 +134,7 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
                 return _json_response(await run_in_threadpool(predict, model, name, version_number(version), label,
-                                                              body, max_instances, batcher))
+                                                              body, max_instances, batcher, max_text_bytes))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
@@ -130,6 +143,10 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 answer = model.metadata if metadata else model.status
                 return _json_response(answer(name, version_number(version), label))
             raise RequestError(f"Malformed request: {method} {path}")
+        except asyncio.CancelledError:
+            # SIGTERM, and the graceful-shutdown wait (5 s) ran out while the model computed: an answer, not
+            # a CancelledError traceback per request (issue 20 #12).
+            return _json_response({"error": "the server is shutting down; the request was not finished"}, 503)
         except RequestError as e:
             return _json_response({"error": str(e)}, e.status)
         except ServingFailure as e:
@@ -154,20 +171,21 @@ def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes
                all_versions: bool = False, labels: dict[str, int] | None = None,
                max_instances: int = DEFAULT_MAX_INSTANCES,
                read_timeout: float = ConnectionLimits.read_timeout,
-               batching: BatchingParameters | None = None) -> Starlette:
+               batching: BatchingParameters | None = None,
+               max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Starlette:
     """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
     return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes,
-                     max_instances, read_timeout, batching)
+                     max_instances, read_timeout, batching, max_text_bytes)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
           labels: dict[str, int] | None = None, max_instances: int = DEFAULT_MAX_INSTANCES,
           limits: ConnectionLimits = ConnectionLimits(), batching: BatchingParameters | None = None,
-          reporter: Reporter = SILENT) -> None:
+          reporter: Reporter = SILENT, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
     """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
 
     Reports one line with the model URL once requests are accepted; `port=0`
@@ -177,6 +195,7 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
     problems = limits.problems()
     problems += [f"--max-body-bytes must be positive, not {max_body_bytes}"] if max_body_bytes < 1 else []
     problems += [f"--max-instances must be positive, not {max_instances}"] if max_instances < 1 else []
+    problems += [f"--max-text-bytes must be positive, not {max_text_bytes}"] if max_text_bytes < 1 else []
     if problems:
         raise StartupError("; ".join(problems))
     try:
@@ -184,7 +203,8 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
         find_versions(model_dir)  # fails fast, before the port and TensorFlow
         sock = listen(host, port)
         app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels,
-                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching)
+                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching,
+                         max_text_bytes=max_text_bytes)
     except ModelDirError as e:
         raise StartupError(str(e)) from None
     model: Model = app.state.model
