@@ -154,11 +154,14 @@ _WINDOW_BLOCK = 4096
 def _refuse_lone_surrogates(examples, texts: Sequence[str]) -> None:
     """DataError naming the example whose text tokenizers would refuse with a bare TypeError (see `find_lone_surrogate`).
 
-    `texts` (the distinct questions and contexts) are searched in one pass; the
-    examples only when one of them holds such a character.
+    `texts` are checked in one pass (UTF-8 encoding fails on lone surrogates and
+    nothing else); the examples one by one only when one of them holds such a character.
     """
-    if find_lone_surrogate("".join(texts)) < 0:  # joining cannot pair surrogates: str holds code points
+    try:
+        "".join(texts).encode("utf-8")  # joining cannot pair surrogates: a str holds code points
         return
+    except UnicodeEncodeError:
+        pass
     for example in examples:
         for field, text in (("question", example.question), ("context", example.context)):
             at = find_lone_surrogate(text)
@@ -230,7 +233,7 @@ def prepare_features(examples, tokenizer, max_seq_length: int = 384, doc_stride:
     tpl = pair_template(rust)
     questions = [e.question.lstrip() for e in examples]
     contexts = [e.context for e in examples]
-    _refuse_lone_surrogates(examples, list(dict.fromkeys(questions)) + list(dict.fromkeys(contexts)))
+    _refuse_lone_surrogates(examples, questions + list(dict.fromkeys(contexts)))
     q = encode_unique(rust.backend, questions, offsets=False, chunk=_ENCODE_CHUNK, progress=progress,
                       what="questions")
     c = encode_unique(rust.backend, contexts, offsets=True, chunk=_ENCODE_CHUNK, progress=progress, what="contexts")
@@ -243,37 +246,47 @@ def prepare_features(examples, tokenizer, max_seq_length: int = 384, doc_stride:
     ctx_first = c.starts[c.index[plan.example]] + plan.start  # the window's first context token in c.ids
     start_positions, end_positions = _labels(examples, c, plan, ctx_first, bounds[:, 3], cls)
 
-    # One flat token source: the template's tokens, then every question's, then every context's.
+    # One flat token source: the template's tokens, then every question's, then every context's;
+    # offsets as one int64 per (start, end) pair, (-1, -1) outside the contexts.
     specials = np.asarray(tpl.prefix + tpl.middle + tpl.suffix, dtype=np.int32)
     source_ids = np.concatenate([specials, q.ids, c.ids])
+    source_offsets = np.concatenate([np.full(len(specials) + len(q.ids), -1, np.int64),
+                                     c.offsets.view(np.int64).ravel()])
     q_base, c_base = len(specials), len(specials) + len(q.ids)
     part_source = np.stack([
         np.zeros(n, np.int64), q_base + q.starts[q.index[plan.example]], np.full(n, len(tpl.prefix)),
         c_base + ctx_first, np.full(n, len(tpl.prefix) + len(tpl.middle))], axis=1)
-    type_ids = np.asarray(tpl.type_ids or (0,) * 5, dtype=np.int32)
+    type_steps = [(p, t - u) for p, (u, t) in enumerate(zip(tpl.type_ids or (), (tpl.type_ids or ())[1:]), 1) if t != u]
+    row_end = bounds[:, 0] + plan.parts.sum(axis=1)
 
     input_ids = np.full((n, seq), tpl.pad_id, dtype=np.int32)
     attention_mask = np.zeros((n, seq), dtype=np.int32)
     token_type_ids = np.zeros((n, seq), dtype=np.int32) if tpl.type_ids else None
     offsets = np.full((n, seq, 2), -1, dtype=np.int32)
+    offsets_64 = offsets.view(np.int64).reshape(n, seq)
     max_ctx = np.zeros((n, seq), dtype=bool)
+    column = np.arange(seq)
     for begin in range(0, n, _WINDOW_BLOCK):
         if progress is not None:
             progress(f"{begin:,} of {n:,} windows")
         rows = slice(begin, min(begin + _WINDOW_BLOCK, n))
         local = np.arange(rows.stop - rows.start)[:, None] * seq
         # Every token of every window in this block: where it comes from and where it goes.
-        lengths = plan.parts[rows].ravel()
-        source, target = _runs(part_source[rows].ravel(), (local + bounds[rows]).ravel(), lengths)
+        source, target = _runs(part_source[rows].ravel(), (local + bounds[rows]).ravel(), plan.parts[rows].ravel())
         input_ids[rows].reshape(-1)[target] = source_ids[source]
-        attention_mask[rows].reshape(-1)[target] = 1
-        if token_type_ids is not None:
-            token_type_ids[rows].reshape(-1)[target] = np.repeat(np.tile(type_ids, len(local)), lengths)
-        # The context tokens again, for their offsets and max-context flags.
-        ctx_len = plan.length[rows]
-        source, target = _runs(ctx_first[rows], local[:, 0] + bounds[rows, 3], ctx_len)
-        offsets[rows].reshape(-1, 2)[target] = c.offsets[source]
-        w = np.repeat(np.arange(rows.start, rows.stop), ctx_len)  # each context token's window
+        offsets_64[rows].reshape(-1)[target] = source_offsets[source]
+        filled = (column >= bounds[rows, :1]) & (column < row_end[rows, None])
+        attention_mask[rows] = filled
+        if token_type_ids is not None:  # each part's type: the first part's, changed where a part starts
+            types = np.full(filled.shape, tpl.type_ids[0], dtype=np.int32)
+            for part, change in type_steps:
+                types += change * (column >= bounds[rows, part, None])
+            token_type_ids[rows] = types * filled
+        # A context in one window has every token at its best there; the others follow the rule.
+        max_ctx[rows] = offsets_64[rows] != -1
+        split = np.flatnonzero(~plan.last[rows] | (plan.number[rows] > 0)) + rows.start
+        source, target = _runs(ctx_first[split], local[split - rows.start, 0] + bounds[split, 3], plan.length[split])
+        w = np.repeat(split, plan.length[split])  # each context token's window
         max_ctx[rows].reshape(-1)[target] = _is_max_context(
             source - ctx_first[w], plan.length[w], plan.room[w], plan.step[w], plan.number[w] == 0, plan.last[w],
             plan.next_length[w])
