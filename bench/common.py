@@ -34,16 +34,6 @@ def bench_tokenizer():
         return train_wordpiece(contexts, vocab_size=16000), "WordPiece trained on dev contexts"
 
 
-def best_of(repeats: int, fn, *args, **kwargs):
-    """(fastest wall time in seconds, last result) over `repeats` calls."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def alternate(rounds: int, contenders: dict) -> dict:
     """{name: (fastest wall time in seconds, that call's result)}: each round calls every contender once,
     in a rotated order, so they share the machine's slow and fast moments (shared VMs drift)."""
