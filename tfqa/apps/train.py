@@ -125,8 +125,9 @@ def _run(argv: list[str], state: dict) -> int:
             raise
         raise _Hinted(f"{e}; pass local SQuAD files with --train_file/--predict_file, or try: "
                       "python train_keras.py --preset smoke") from None
-    print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}))
-    print(closing_lines(config, results))
+    print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}), flush=True)
+    for line in closing_lines(config, results).splitlines():  # guidance, not results: stdout stays JSON
+        CONSOLE.line(line)
     return 0
 
 
