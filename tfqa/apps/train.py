@@ -77,6 +77,11 @@ def prepare_run(config, overwrite_output_dir: bool = False):
     if config.train and finished_run(config.output_dir) and not overwrite_output_dir:
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
+    if config.train and not overwrite_output_dir:  # a rerun into an interrupted run must fit its backup
+        from tfqa.core.resume import resume_problems
+
+        planned = config.replace(**preset.data_files(config)) if preset is not None else config
+        problems += resume_problems(planned.to_dict(), config.output_dir)
     if problems:
         raise FlagError("; ".join(problems))
     for flag in ("output_dir", "cache_dir", "export_dir"):

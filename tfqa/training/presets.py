@@ -45,14 +45,17 @@ class Preset:
         Only where the config still names the default TFDS data: a --train_file
         or --predict_file given on the command line is used as given.
         """
-        train, dev = self.datasets()
-        data_dir = Path(config.output_dir) / "data"
-        changes = {}
-        if is_tfds_name(config.train_file):
-            changes["train_file"] = str(write_json_atomic(data_dir / "train.json", train))
-        if is_tfds_name(config.predict_file):
-            changes["predict_file"] = str(write_json_atomic(data_dir / "dev.json", dev))
+        changes = self.data_files(config)
+        for flag, data in zip(("train_file", "predict_file"), self.datasets()):
+            if flag in changes:
+                write_json_atomic(changes[flag], data)
         return config.replace(**changes)
+
+    def data_files(self, config: TrainConfig) -> dict:
+        """The --train_file/--predict_file that `prepare_data` points the config at (nothing written)."""
+        data_dir = Path(config.output_dir) / "data"
+        return {flag: str(data_dir / name) for flag, name in (("train_file", "train.json"), ("predict_file", "dev.json"))
+                if is_tfds_name(getattr(config, flag))}
 
 
 def _smoke_datasets():
@@ -62,16 +65,16 @@ def _smoke_datasets():
 
 
 def _smoke_model(config: TrainConfig, texts: list):
-    from tfqa.core.vocab import tokenizer_from_vocab, train_wordpiece, write_vocab
+    from tfqa.core.vocab import tokenizer_from_vocab, train_word_vocab, write_vocab
     from tfqa.modeling.checkpoints import tiny_distilbert
 
-    # WordPiece training is not reproducible token for token across processes, so the vocab of
-    # the first run is kept: a resumed run must rebuild exactly the model its backup holds.
+    # The vocab is reproducible (`train_word_vocab`: --seed repeats a run); a resumed run still reads
+    # the one its first attempt wrote, so it rebuilds exactly the model its backup holds.
     vocab = Path(config.output_dir) / SMOKE_VOCAB
     if vocab.exists():
         tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
     else:
-        tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
+        tokenizer = train_word_vocab(texts, vocab_size=2000, token_type_ids=False)
         write_vocab(sorted(tokenizer.vocab, key=tokenizer.vocab.get), vocab)
     return tiny_distilbert(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
 

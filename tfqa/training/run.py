@@ -23,6 +23,7 @@ from tfqa.core.null_threshold import tune_null_threshold
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.core.history import finished_training
 from tfqa.core.interrupts import deferred_interrupts
+from tfqa.core.resume import check_resume, resume_summary
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
 from tfqa.core.squad import DataError, load_squad, squad_version
 from tfqa.modeling.checkpoints import check_window
@@ -107,6 +108,8 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
                         verbose: int) -> dict:
     out = Path(config.output_dir)
     tf.keras.utils.set_random_seed(config.seed)
+    if config.train:  # train_keras.py refuses this earlier, before writing anything; this guards the API
+        check_resume(config, out)
 
     train_examples = load_examples(config.train_file, config.max_train_samples, "--train_file") if config.train else []
     eval_examples = load_examples(config.predict_file, config.max_eval_samples, "--predict_file") \
@@ -155,6 +158,9 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
             model.load_weights(str(checkpoint_path(out, epochs)))
             recorder.history.update({k: finished.get(k) for k in ("steps_per_epoch", "epochs_planned")})
         else:
+            resuming = resume_summary(config.to_dict(), out)
+            if resuming:
+                reporter.line(resuming)
             try:
                 fit(trainee, features, config, strategy,
                     training_callbacks(out, config, recorder, evaluator, backup, reporter),
