@@ -33,3 +33,33 @@ def test_the_smoke_vocab_is_the_same_token_for_token_in_every_process():
     assert "##a" in first and len(first) == len(set(first)) > 100
     small = _vocab_in_a_new_process(80, "3")
     assert len(small) == 80 and small == first[:80]  # a smaller vocab keeps the characters, then the commonest words
+
+
+def _tiny_run(out, data) -> dict:
+    """A small smoke-model run in a process of its own: its recorded losses, predictions and scores."""
+    import json
+
+    proc = subprocess.run([sys.executable, "train_keras.py", "--preset", "smoke", "--train_file", data[0],
+                           "--predict_file", data[1], "--output_dir", str(out), "--num_train_epochs", "2",
+                           "--per_gpu_train_batch_size", "8", "--export_dir", "none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((out / "history.json").read_text())
+    return {"losses": [e["step_losses"] for e in history["epochs"]],
+            "dev": [{k: v for k, v in e.items() if k != "step_losses"} for e in history["epochs"]],
+            "vocab": (out / "smoke_vocab.txt").read_text(), "scores": json.loads(proc.stdout),
+            **{name: json.loads((out / f"{name}.json").read_text())
+               for name in ("predictions", "nbest_predictions", "null_odds", "eval_results")}}
+
+
+def test_two_runs_with_the_same_seed_agree_exactly(tmp_path):
+    from tfqa.core.files import write_json_atomic
+    from tfqa.core.synthetic import synthetic_squad
+
+    data = (str(write_json_atomic(tmp_path / "train.json", synthetic_squad(40, seed=1))),
+            str(write_json_atomic(tmp_path / "dev.json", synthetic_squad(12, seed=2, name_offset=2000))))
+    first, second = _tiny_run(tmp_path / "one", data), _tiny_run(tmp_path / "two", data)
+    assert len(first["losses"]) == 2 and all(first["losses"]) and first["null_odds"]
+    assert "null_threshold" in first["eval_results"]  # a threshold was tuned, and must be the same one
+    for key in first:
+        assert first[key] == second[key], key  # exactly: no tolerance
