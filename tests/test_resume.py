@@ -67,6 +67,7 @@ def test_a_run_without_a_backup_or_with_its_final_entry_is_not_resumed(tmp_path)
     # Every planned epoch trained, the end cut off: the rerun evaluates those weights, so they must fit too.
     done = interrupted(tmp_path / "done", config, epochs=(1, 2), planned=2, backup=False)
     assert len(resume_problems(config.replace(max_seq_length=96).to_dict(), done)) == 1
+    assert resume_summary(config.to_dict(), done) == ""  # no backup: nothing for `fit` to resume from
     history = json.loads((done / "history.json").read_text())
     (done / "history.json").write_text(json.dumps({**history, "final": {"f1": 1.0}}))
     assert interrupted_run(done) == {}

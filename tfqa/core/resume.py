@@ -44,8 +44,7 @@ def interrupted_run(output_dir: str | Path) -> dict:
     history = load_history(output_dir)
     if "final" in history or not isinstance(history.get("config"), dict):
         return {}
-    backup = Path(output_dir) / BACKUP_DIR
-    if backup.is_dir() and any(p.is_file() for p in backup.rglob("*")):
+    if _has_backup(output_dir):
         return history
     planned = history.get("epochs_planned")
     return history if isinstance(planned, int) and 0 < planned <= _complete_epochs(history) else {}
@@ -82,7 +81,7 @@ def resume_summary(settings: dict, output_dir: str | Path) -> str:
     """What a rerun continues from, e.g. "resuming the interrupted run in runs/x at epoch 2 of 4 (after 127
     steps; 1 epoch complete); changed: --learning_rate 0.001 → 0.002"; "" when it starts afresh."""
     history = interrupted_run(output_dir)
-    if not history:
+    if not history or not _has_backup(output_dir):  # no backup: `fit` starts again from epoch 1
         return ""
     done = _complete_epochs(history)
     steps = sum(len(e.get("step_losses") or []) for e in history.get("epochs", [])
@@ -94,6 +93,11 @@ def resume_summary(settings: dict, output_dir: str | Path) -> str:
     changed = [f"--{name} {_shown(saved.get(name))} → {_shown(settings.get(name))}" for name in RECORDED_PER_EPOCH
                if name in saved and saved.get(name) != settings.get(name)]
     return text + ("; changed: " + ", ".join(changed) if changed else "; no setting changed")
+
+
+def _has_backup(output_dir: str | Path) -> bool:
+    backup = Path(output_dir) / BACKUP_DIR
+    return backup.is_dir() and any(p.is_file() for p in backup.rglob("*"))
 
 
 def _complete_epochs(history: dict) -> int:
