@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
 
 VOCAB_SCRIPT = """
@@ -40,7 +41,7 @@ def _tiny_run(out, data) -> dict:
     import json
 
     proc = subprocess.run([sys.executable, "train_keras.py", "--preset", "smoke", "--train_file", data[0],
-                           "--predict_file", data[1], "--output_dir", str(out), "--num_train_epochs", "2",
+                           "--predict_file", data[1], "--output_dir", str(out), "--num_train_epochs", "1",
                            "--per_gpu_train_batch_size", "8", "--export_dir", "none"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,14 +53,15 @@ def _tiny_run(out, data) -> dict:
                for name in ("predictions", "nbest_predictions", "null_odds", "eval_results")}}
 
 
+@pytest.mark.slow
 def test_two_runs_with_the_same_seed_agree_exactly(tmp_path):
     from tfqa.core.files import write_json_atomic
     from tfqa.core.synthetic import synthetic_squad
 
-    data = (str(write_json_atomic(tmp_path / "train.json", synthetic_squad(40, seed=1))),
-            str(write_json_atomic(tmp_path / "dev.json", synthetic_squad(12, seed=2, name_offset=2000))))
+    data = (str(write_json_atomic(tmp_path / "train.json", synthetic_squad(24, seed=1))),
+            str(write_json_atomic(tmp_path / "dev.json", synthetic_squad(10, seed=2, name_offset=2000))))
     first, second = _tiny_run(tmp_path / "one", data), _tiny_run(tmp_path / "two", data)
-    assert len(first["losses"]) == 2 and all(first["losses"]) and first["null_odds"]
+    assert len(first["losses"]) == 1 and len(first["losses"][0]) > 5 and first["null_odds"]
     assert "null_threshold" in first["eval_results"]  # a threshold was tuned, and must be the same one
     for key in first:
         assert first[key] == second[key], key  # exactly: no tolerance
