@@ -29,15 +29,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.rest.batching import Batcher
-from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
-from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
 from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
                                 parse_json_object, signature_name_of)
-from tfqa.rest.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
-                                 release_memory)
+from tfqa.rest.limits import ConnectionLimits
+from tfqa.serving.batching import Batcher
+from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from tfqa.serving.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
+                                    release_memory)
 
 # After requests this big, freed memory is handed back to the OS (see servables.release_memory).
 _BIG_BODY_BYTES = 256 * 1024
@@ -155,7 +156,7 @@ def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes
                max_instances: int = DEFAULT_MAX_INSTANCES,
                read_timeout: float = ConnectionLimits.read_timeout,
                batching: BatchingParameters | None = None) -> Starlette:
-    """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
+    """Loads the export directory `model_dir` (see `tfqa.serving.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
