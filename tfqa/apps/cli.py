@@ -20,6 +20,7 @@ from tfqa.apps.quiet import quiet_startup
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
+from tfqa.export.names import SERVING_DEFAULT, TOKEN_IDS
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 
@@ -259,15 +260,15 @@ def _ask_server(args, context: str) -> list[dict]:
 
 
 def _ask_model(args, context: str) -> list[dict]:
-    """The answers of `tfqa.QuestionAnswerer` under the server's names (the same lines as with --server)."""
-    from tfqa.apps.answerer import QuestionAnswerer, serving_answer
+    """The answers of `tfqa.QuestionAnswerer` as the server's rows (the same lines as with --server)."""
+    from tfqa.apps.answerer import QuestionAnswerer
 
     if args.version is not None or args.label is not None:
         raise CliError("--version/--label pick a version on a --server; with --model pass the version directory "
                        "(e.g. export/tfqa/2)")
     try:
         qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size)
-        return [serving_answer(result) for result in qa(args.question, context)]
+        return [answer.to_row(candidates=False) for answer in qa.answers(args.question, context)]
     except ValueError as e:  # bad --batch-size or text; load problems are TfqaErrors (one line too)
         raise CliError(str(e)) from None
 
@@ -285,7 +286,8 @@ def cmd_export(args) -> int:
     if result.note:
         CONSOLE.note(result.note)
     progress.done(f": {result.path}")
-    signatures = "serving_default (raw text), token_ids" if result.raw_text else "serving_default = token_ids"
+    signatures = (f"{SERVING_DEFAULT} (raw text), {TOKEN_IDS}" if result.raw_text
+                  else f"{SERVING_DEFAULT} = {TOKEN_IDS}")
     print(f"exported version {result.version}: {result.path} (signatures: {signatures})")
     CONSOLE.line(f"Serve it: python -m tfqa serve --model {args.output}   (production: TF Serving, see serve/)")
     return 0
@@ -412,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, default=None, help="ask this model version (default: the newest)")
     which.add_argument("--label", default=None, help="ask the version with this label")
-    p.add_argument("--signature-name", default="serving_default", help="signature to call (default: %(default)s)")
+    p.add_argument("--signature-name", default=SERVING_DEFAULT, help="signature to call (default: %(default)s)")
     p.add_argument("--format", choices=("row", "columnar"), default="row",
                    help="request layout: instances (row) or inputs (columnar) (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="questions per request (default: %(default)s)")

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
+from tfqa.export.names import CONTEXT, QUESTION, TEXT_INPUTS
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
 from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
@@ -46,8 +47,6 @@ _BIG_BODY_BYTES = 256 * 1024
 _VERSION_OR_LABEL = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
 PREDICT_PATH = re.compile(rf"/v1/models/([^/:]+){_VERSION_OR_LABEL}:(classify|regress|predict)", re.I)
 STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(metadata))?", re.I)
-# Inputs of the QA signature that must hold text: an empty question or context has no answer to look for.
-TEXT_INPUTS = ("question", "context")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 log = logging.getLogger("tfqa.rest.server")
 
@@ -63,9 +62,9 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
         for i, value in enumerate(arrays[name].ravel()):
             if not value.strip():
                 raise RequestError(f"input '{name}' element {i} is an empty string; a {name} needs some text")
-    if len(present) == 2 and arrays["question"].shape[:1] != arrays["context"].shape[:1]:
-        raise RequestError(f"inputs 'question' and 'context' have different batch sizes "
-                           f"({arrays['question'].shape[0]} and {arrays['context'].shape[0]})")
+    if len(present) == 2 and arrays[QUESTION].shape[:1] != arrays[CONTEXT].shape[:1]:
+        raise RequestError(f"inputs '{QUESTION}' and '{CONTEXT}' have different batch sizes "
+                           f"({arrays[QUESTION].shape[0]} and {arrays[CONTEXT].shape[0]})")
 
 
 def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfqa.export.names import SERVING_DEFAULT
 from tfqa.export.versions import WARMUP_FILE, is_version_name, version_dirs
 from tfqa.serving.errors import Code, ModelDirError, ServingFailure
 
@@ -116,8 +117,8 @@ def load_servable(version: int, path: Path) -> Servable:
         signatures[name] = Signature(
             name, function, {k: spec.dtype.name for k, spec in specs.items()},
             {k: None if spec.shape.rank is None else tuple(spec.shape.as_list()) for k, spec in specs.items()})
-    if "serving_default" not in signatures:
-        raise ModelDirError(f"{path}: the SavedModel has no serving_default signature "
+    if SERVING_DEFAULT not in signatures:
+        raise ModelDirError(f"{path}: the SavedModel has no {SERVING_DEFAULT} signature "
                             f"(signatures: {', '.join(sorted(signatures)) or 'none'})")
     servable = Servable(version, path, signatures, json_format.MessageToDict(
         signature_defs, always_print_fields_with_no_presence=True, preserving_proto_field_name=True), loaded)
@@ -142,7 +143,7 @@ def _replay_warmup(servable: Servable) -> None:
             continue  # classify/regress warmups need Example-based signatures, which this server does not serve
         request = log.predict_log.request
         try:
-            signature = servable.signature(request.model_spec.signature_name or "serving_default")
+            signature = servable.signature(request.model_spec.signature_name or SERVING_DEFAULT)
             if set(request.inputs) != set(signature.dtypes):
                 raise ValueError(f"inputs {', '.join(sorted(request.inputs))} do not match the signature's "
                                  f"{', '.join(sorted(signature.dtypes))}")
