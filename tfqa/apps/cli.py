@@ -194,15 +194,21 @@ def cmd_predict(args) -> int:
 
 def cmd_serve(args) -> int:
     """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
-    from tfqa.serving.servables import parse_labels
     from tfqa.rest.server import serve
+    from tfqa.serving.servables import parse_labels
 
+    if (args.model is None) == (args.model_config_file is None):
+        raise CliError("serve needs --model DIR or --model_config_file FILE (one of them)")
+    if args.model_config_file is not None and (args.name or args.label or args.all_versions):
+        raise CliError("--name, --label and --all-versions are set per model in --model_config_file "
+                       "(name, version_labels, model_version_policy)")
     batching = _batching_parameters(args)
     limits = ConnectionLimits(max_connections=args.max_connections, read_timeout=args.read_timeout,
                               idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
           all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
-          limits=limits, batching=batching, reporter=CONSOLE)
+          limits=limits, batching=batching, model_config_file=args.model_config_file,
+          poll_seconds=args.file_system_poll_wait_seconds, reporter=CONSOLE)
     return 0
 
 
@@ -377,7 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "and POST .../NAME[/versions/N|/labels/L]:predict like TF Serving. Production deployments use "
                        "the tensorflow/serving image (docker run -p 8501:8501 -v $PWD/export/tfqa:/models/tfqa "
                        "-e MODEL_NAME=tfqa tensorflow/serving); this server is for machines without Docker and tests.")
-    p.add_argument("--model", required=True, help="export base directory holding version subdirectories 1/, 2/, ...")
+    p.add_argument("--model", default=None, help="export base directory holding version subdirectories 1/, 2/, ...")
+    p.add_argument("--model_config_file", "--model-config-file", default=None, metavar="FILE",
+                   help="instead of --model: TF Serving's ModelServerConfig text proto (several models, "
+                        "model_version_policy, version_labels), e.g. serve/models.config")
+    p.add_argument("--file_system_poll_wait_seconds", "--file-system-poll-wait-seconds", type=float, default=1.0,
+                   metavar="SECONDS", help="read the export directories again this often and serve new versions "
+                                           "(0: never; default: %(default)s, as TF Serving)")
     p.add_argument("--port", type=int, default=8501, help="REST port, 0 for any free one (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--name", default=None, help="model name in the URLs (default: the export directory's name)")
