@@ -16,6 +16,7 @@ pool so the event loop keeps accepting requests while a model runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -37,7 +38,7 @@ from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, d
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.serving.batching import Batcher
 from tfqa.serving.batching_config import BatchingParameters
-from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES
 from tfqa.serving.live import ServedModels, load_models
 from tfqa.serving.model_config import read_model_config
 from tfqa.serving.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
@@ -57,6 +58,15 @@ def _json_response(obj, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type="application/json")
 
 
+def check_text_bytes(arrays: dict, dtypes: dict[str, str], limit: int) -> None:
+    """Refuses requests with more than `limit` bytes in their string inputs: the bound on one request's work."""
+    total = sum(len(value) for name, array in arrays.items() if dtypes.get(name) == "string"
+                for value in array.ravel())
+    if total > limit:
+        raise RequestError(f"the request has {total} bytes of text; this server takes at most {limit} per request "
+                           "(--max-text-bytes): send shorter contexts or fewer instances per request")
+
+
 def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
     """Refuses empty questions/contexts, and question and context batches of different sizes."""
     present = [name for name in TEXT_INPUTS if dtypes.get(name) == "string"]
@@ -70,7 +80,8 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
 
 
 def predict(model: Model | ServedModels, name: str, version: int | None, label: str | None, body: bytes,
-            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None) -> dict:
+            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None,
+            max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict:
     """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
 
     With a `batcher` (--enable_batching) the model call is merged with concurrent requests'. The version
@@ -85,6 +96,7 @@ def predict(model: Model | ServedModels, name: str, version: int | None, label: 
         check_batch_size(doc, arrays, max_instances)
         check_shapes(arrays, signature.shapes, signature_name)
         check_text_inputs(arrays, signature.dtypes)
+        check_text_bytes(arrays, signature.dtypes, max_text_bytes)
         try:
             outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
             return encode_outputs(outputs, request_format)
@@ -105,7 +117,8 @@ def version_number(text: str | None) -> int | None:
 
 def build_app(model: Model | ServedModels, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
-              batching: BatchingParameters | None = None) -> Starlette:
+              batching: BatchingParameters | None = None,
+              max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Starlette:
     """The ASGI app serving an already loaded model (or models); `batching` turns on server-side batching."""
     batcher = Batcher(batching) if batching else None
 
@@ -124,7 +137,7 @@ def build_app(model: Model | ServedModels, max_body_bytes: int = DEFAULT_MAX_BOD
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
                 return _json_response(await run_in_threadpool(predict, model, name, version_number(version), label,
-                                                              body, max_instances, batcher))
+                                                              body, max_instances, batcher, max_text_bytes))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
@@ -133,6 +146,10 @@ def build_app(model: Model | ServedModels, max_body_bytes: int = DEFAULT_MAX_BOD
                 answer = model.metadata if metadata else model.status
                 return _json_response(answer(name, version_number(version), label))
             raise RequestError(f"Malformed request: {method} {path}")
+        except asyncio.CancelledError:
+            # SIGTERM, and the graceful-shutdown wait (5 s) ran out while the model computed: an answer, not
+            # a CancelledError traceback per request (issue 20 #12).
+            return _json_response({"error": "the server is shutting down; the request was not finished"}, 503)
         except RequestError as e:
             return _json_response({"error": str(e)}, e.status)
         except ServingFailure as e:
@@ -157,13 +174,14 @@ def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes
                all_versions: bool = False, labels: dict[str, int] | None = None,
                max_instances: int = DEFAULT_MAX_INSTANCES,
                read_timeout: float = ConnectionLimits.read_timeout,
-               batching: BatchingParameters | None = None) -> Starlette:
+               batching: BatchingParameters | None = None,
+               max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Starlette:
     """Loads the export directory `model_dir` (see `tfqa.serving.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
     return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes,
-                     max_instances, read_timeout, batching)
+                     max_instances, read_timeout, batching, max_text_bytes)
 
 
 def serve(model_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8501,
@@ -171,7 +189,7 @@ def serve(model_dir: str | Path | None = None, *, host: str = "127.0.0.1", port:
           labels: dict[str, int] | None = None, max_instances: int = DEFAULT_MAX_INSTANCES,
           limits: ConnectionLimits = ConnectionLimits(), batching: BatchingParameters | None = None,
           model_config_file: str | Path | None = None, poll_seconds: float = 1.0,
-          reporter: Reporter = SILENT) -> None:
+          reporter: Reporter = SILENT, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
     """Loads the model (or the models of `model_config_file`) and serves it until interrupted (SIGINT/SIGTERM).
 
     Reports one line with the model URL once requests are accepted; `port=0`
@@ -183,6 +201,7 @@ def serve(model_dir: str | Path | None = None, *, host: str = "127.0.0.1", port:
     problems = limits.problems()
     problems += [f"--max-body-bytes must be positive, not {max_body_bytes}"] if max_body_bytes < 1 else []
     problems += [f"--max-instances must be positive, not {max_instances}"] if max_instances < 1 else []
+    problems += [f"--max-text-bytes must be positive, not {max_text_bytes}"] if max_text_bytes < 1 else []
     problems += ([f"--file_system_poll_wait_seconds must be 0 (no polling) or more, not {poll_seconds}"]
                  if not 0 <= poll_seconds < float("inf") else [])
     if (model_dir is None) == (model_config_file is None):
@@ -202,7 +221,7 @@ def serve(model_dir: str | Path | None = None, *, host: str = "127.0.0.1", port:
                   ServedModels([load_model(model_dir, name, all_versions=all_versions, labels=labels)], reporter))
     except ModelDirError as e:
         raise StartupError(str(e)) from None
-    app = build_app(models, max_body_bytes, max_instances, limits.read_timeout, batching)
+    app = build_app(models, max_body_bytes, max_instances, limits.read_timeout, batching, max_text_bytes)
     batched = f" (batching up to {batching.max_batch_size} rows per model call)" if batching else ""
     if model_config_file is None:
         served = f"{model_dir} {_versions(models.models[models.name])}"
