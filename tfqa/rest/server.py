@@ -11,7 +11,9 @@ one works against the other. Production deployments use the
     POST /v1/models/NAME[/versions/N|/labels/L]:predict    row or columnar predict
 
 A Starlette app served by uvicorn; parsing and TensorFlow calls run in a thread
-pool so the event loop keeps accepting requests while a model runs.
+pool so the event loop keeps accepting requests while a model runs. The models,
+their versions (several models from `--model_config_file`, new versions picked
+up by polling) and batching are the transport-free `tfqa.serving`'s.
 """
 
 from __future__ import annotations
