@@ -16,7 +16,7 @@ from tfqa.core.progress import Reporter
 from tfqa.rest.server import build_app
 from tfqa.serving.live import ServedModels, load_models
 from tfqa.serving.model_config import ModelConfigError, VersionPolicy, parse_model_config, read_model_config
-from tfqa.serving.servables import load_model
+from tfqa.serving.servables import ModelDirError, load_model
 
 POLL = 0.3
 CONTEXT = "alpha beta gamma"
@@ -254,3 +254,20 @@ def test_serve_refuses_bad_poll_and_model_flags(tmp_path, capsys):
     assert "serve needs --model DIR or --model_config_file FILE" in capsys.readouterr().err
     assert main(["serve", "--model_config_file", "x.config", "--name", "a"]) == 2
     assert "are set per model in --model_config_file" in capsys.readouterr().err
+
+
+def test_versions_follow_latest_n_and_specific_policies(tmp_path, templates):
+    base = tmp_path / "tfqa"
+    for version in (1, 2):
+        place(templates["first"], base, version)
+    latest_two = ServedModels([load_model(base, policy=VersionPolicy("latest", 2))])
+    pinned = ServedModels([load_model(base, policy=VersionPolicy("specific", versions=(1, 3)))])
+    assert sorted(latest_two.models["tfqa"].servables) == [1, 2] and sorted(pinned.models["tfqa"].servables) == [1]
+    place(templates["last"], base, 3)
+    latest_two.poll()
+    pinned.poll()
+    assert sorted(latest_two.models["tfqa"].servables) == [2, 3]  # 1 left the policy
+    assert sorted(pinned.models["tfqa"].servables) == [1, 3]  # 3 was waited for; 2 is not listed
+    with pytest.raises(ModelDirError, match=r"tfqa: none of the versions there \(1, 2, 3\) is in the version policy "
+                                            r"specific \{versions: 7\}"):
+        load_model(base, policy=VersionPolicy("specific", versions=(7,)))
