@@ -3,6 +3,7 @@ the config file read as TF Serving reads it, new versions served without a resta
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -194,7 +195,8 @@ def test_new_version_serves_within_three_polls_and_no_request_fails(tmp_path, te
     assert sorted(models.models["tfqa"].servables) == [2]
     (warning,) = recorder.warnings
     assert warning.startswith("model tfqa: version 3 not loaded, still serving version 2: ") and "\n" not in warning
-    assert any("loaded 2 in" in line and "unloaded version 1" in line for line in recorder.lines)
+    assert any(re.fullmatch(r"model tfqa: serving version 2 \(loaded 2 in [\d.]+ s with its warm-up; unloaded "
+                            r"version 1\)", line) for line in recorder.lines), recorder.lines
 
 
 def test_unloaded_version_finishes_its_running_requests_first(tmp_path, templates):

@@ -103,9 +103,9 @@ class ServedModels:
         if gone:
             release_memory()
         if added or gone:
-            self.reporter.line(f"model {model.name}: serving {_listed(model.servables)}"
-                               + (f" (loaded {', '.join(took)}, warm-up included)" if added else "")
-                               + (f" (unloaded {_listed(s.version for s in gone)})" if gone else ""))
+            changes = ([f"loaded {', '.join(took)} with its warm-up"] if added else []) + (
+                [f"unloaded {_listed(s.version for s in gone)}"] if gone else [])
+            self.reporter.line(f"model {model.name}: serving {_listed(model.servables)} ({'; '.join(changes)})")
 
     def start_polling(self, seconds: float) -> None:
         """Polls every `seconds` in a daemon thread until `close` (0: never, as TF Serving)."""
