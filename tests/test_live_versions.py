@@ -214,8 +214,8 @@ def test_unloaded_version_finishes_its_running_requests_first(tmp_path, template
         assert model.resolve("tfqa").version == 2  # new requests go to version 2 at once...
         time.sleep(0.3)
         assert poller.is_alive() and running.loaded is not None  # ... while version 1 waits for this one
-        outputs = running.run(running.signature("serving_default"),
-                              {"question": np.array([b"Q?"], dtype=object), "context": np.array([b"x y"], dtype=object)})
+        arrays = {"question": np.array([b"Q?"], dtype=object), "context": np.array([b"x y"], dtype=object)}
+        outputs = running.run(running.signature("serving_default"), arrays)
         assert outputs["answer"].tolist() == [b"x"]
     poller.join(timeout=30)
     assert not poller.is_alive() and running.loaded is None and sorted(model.servables) == [2]
@@ -273,3 +273,20 @@ def test_versions_follow_latest_n_and_specific_policies(tmp_path, templates):
     with pytest.raises(ModelDirError, match=r"tfqa: none of the versions there \(1, 2, 3\) is in the version policy "
                                             r"specific \{versions: 7\}"):
         load_model(base, policy=VersionPolicy("specific", versions=(7,)))
+
+
+def test_a_broken_newest_version_falls_back_to_the_newest_that_loads(tmp_path, templates):
+    """latest {1}, version 2 served; 3 (good) and 4 (broken) arrive in one poll: 3 is served, not nothing."""
+    base = tmp_path / "tfqa"
+    place(templates["first"], base, 2)
+    recorder = Recorder()
+    models = ServedModels([load_model(base)], recorder)
+    place(templates["last"], base, 3)
+    shutil.copytree(templates["last"], base / ".tmp-export-broken")
+    (base / ".tmp-export-broken" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (base / ".tmp-export-broken").rename(base / "4")
+    models.poll()
+    assert sorted(models.models["tfqa"].servables) == [3]
+    assert [w.split(":")[0] for w in recorder.warnings] == ["model tfqa"]
+    models.poll()  # the broken version is not tried again until its folder changes
+    assert len(recorder.warnings) == 1 and sorted(models.models["tfqa"].servables) == [3]
