@@ -1,4 +1,4 @@
-"""Server-side batching (tfqa.rest.batching, --enable_batching): TF Serving's parameters file, merging and
+"""Server-side batching (tfqa.serving.batching, --enable_batching): TF Serving's parameters file, merging and
 splitting in order, oversize requests, padding to allowed sizes, a full queue, and answers equal to unbatched ones."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from helpers import CORPUS, ROOT
 from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_export, expected_answer
 
 from tfqa.apps.cli import main
-from tfqa.rest import batching
-from tfqa.rest.batching import QUEUE_FULL, Batcher
-from tfqa.rest.batching_config import (MAX_BATCH_TIMEOUT_MICROS, BatchingConfigError, BatchingParameters,
-                                       parse_batching_parameters, read_batching_parameters)
-from tfqa.rest.servables import ServingFailure, load_model
 from tfqa.rest.server import build_app
+from tfqa.serving import batching
+from tfqa.serving.batching import QUEUE_FULL, Batcher
+from tfqa.serving.batching_config import (MAX_BATCH_TIMEOUT_MICROS, BatchingConfigError, BatchingParameters,
+                                          parse_batching_parameters, read_batching_parameters)
+from tfqa.serving.servables import ServingFailure, load_model
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 

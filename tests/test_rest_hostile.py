@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from serving_helpers import TestClient, ThreadedServer, fake_export
 
 from tfqa.apps.cli import main
-from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TEXT_BYTES, ConnectionLimits
+from tfqa.rest.limits import ConnectionLimits
 from tfqa.rest.server import create_app
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TEXT_BYTES
 
 QA = {"question": "Who won?", "context": "Denver Broncos won"}
 PREDICT = "/v1/models/tfqa:predict"
@@ -254,7 +255,8 @@ def test_fd_exhaustion_is_logged_once(tmp_path):
         "import resource, socket, sys\n"
         "from starlette.applications import Starlette\n"
         "from tfqa.rest.connections import GuardedServer\n"
-        "from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TEXT_BYTES, ConnectionLimits\n"
+        "from tfqa.rest.limits import ConnectionLimits\n"
+        "from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TEXT_BYTES\n"
         "sock = socket.socket(); sock.bind(('127.0.0.1', 0)); sock.listen(512)\n"
         "print(sock.getsockname()[1], flush=True)\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"

@@ -23,7 +23,9 @@ import math
 import numpy as np
 
 from tfqa.core.squad import find_lone_surrogate
+from tfqa.export.names import SERVING_DEFAULT
 from tfqa.rest.http import RequestError
+from tfqa.serving.limits import check_instance_count
 
 MAX_RANK = 32
 _INT_RANGES = {f"{sign}int{bits}": ((0, 2**bits - 1) if sign else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
@@ -170,7 +172,7 @@ def parse_json_object(body: bytes) -> dict:
     return doc
 
 
-def signature_name_of(doc: dict, default: str = "serving_default") -> str:
+def signature_name_of(doc: dict, default: str = SERVING_DEFAULT) -> str:
     """The request's `signature_name` (the default signature when absent or empty)."""
     name = doc.get("signature_name", "")
     if not isinstance(name, str):
@@ -197,15 +199,15 @@ def check_batch_size(doc: dict, arrays: dict[str, np.ndarray] | None, limit: int
     Call it with `arrays=None` before decoding (row requests are counted from the
     JSON list, so 10,000 instances are refused before any of them is converted),
     then with the decoded arrays (columnar requests: their first dimension).
+    The refusal is `tfqa.serving.limits.check_instance_count`'s (400).
     """
     if arrays is None:
         instances = doc.get("instances")
         counts = [len(instances)] if isinstance(instances, list) else []
     else:
         counts = [array.shape[0] for array in arrays.values() if array.ndim]
-    if counts and max(counts) > limit:
-        raise RequestError(f"the request has {max(counts)} instances; this server takes at most {limit} per request "
-                           "(--max-instances): send them in several requests")
+    if counts:
+        check_instance_count(max(counts), limit)
 
 
 def _rows_to_arrays(instances, dtypes: dict[str, str]) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tfqa.core.errors import TfqaError
-from tfqa.rest.limits import MAX_TIMEOUT_SECONDS
+from tfqa.serving.limits import MAX_TIMEOUT_SECONDS
 
 # (name, field number, type): the BatchingParameters fields TF Serving 2.x documents for --batching_parameters_file.
 _FIELDS = (("max_batch_size", 1, "Int64Value"), ("batch_timeout_micros", 2, "Int64Value"),
