@@ -91,7 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         outputs = (self.batcher.run(servable, signature, arrays) if self.batcher
                    else servable.run(signature, arrays))
         response = predict_pb2.PredictResponse()
-        response.model_spec.name, response.model_spec.signature_name = self.model.name, signature_name
+        response.model_spec.name, response.model_spec.signature_name = spec.name, signature_name
         response.model_spec.version.value = servable.version
         encode_outputs(outputs, select_outputs(outputs, request.output_filter), response.outputs)
         return response

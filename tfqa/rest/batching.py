@@ -31,6 +31,7 @@ import numpy as np
 
 from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.servables import Servable, ServingFailure, Signature
+from tfqa.serving.metrics import ServingMetrics
 
 UNAVAILABLE = 14  # TF canonical code; TF Serving's REST server answers it with 503
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
@@ -45,6 +46,7 @@ class _Task:
         self.pending = 0
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.enqueued = time.monotonic()
 
     def finish_piece(self, offset: int, outputs: dict | None, error: BaseException | None) -> None:
         # Called under the batcher's lock, so `pending` needs no lock of its own.
@@ -100,9 +102,9 @@ def batch_size_of(signature: Signature, arrays: dict[str, np.ndarray]) -> int | 
 class Batcher:
     """Merges concurrent `run` calls into batched model calls (see the module docstring); threads start lazily."""
 
-    def __init__(self, params: BatchingParameters):
+    def __init__(self, params: BatchingParameters, metrics: ServingMetrics | None = None):
         params.validate()
-        self.params = params
+        self.params, self.metrics = params, metrics
         self._cond = threading.Condition()
         self._queues: dict[tuple, deque[_Batch]] = {}
         self._threads: list[threading.Thread] = []
@@ -191,6 +193,10 @@ class Batcher:
             self._run_batch(batch)
 
     def _run_batch(self, batch: _Batch) -> None:
+        if self.metrics is not None:  # TF Serving's queuing latency: enqueued → its batch's model call starts
+            now = time.monotonic()
+            for task, _, _ in batch.slices:
+                self.metrics.queued(self.params.thread_pool_name, now - task.enqueued)
         results = self._call(batch)
         with self._cond:
             self.batches_run += 1

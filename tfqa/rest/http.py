@@ -19,6 +19,8 @@ from tfqa.rest.limits import ConnectionLimits
 # TF canonical error codes → HTTP statuses, as TF Serving's REST server maps them (http_server.cc).
 _HTTP_STATUS = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400,
                 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
+_ERROR_CODE = {**{status: code for code, status in sorted(_HTTP_STATUS.items(), reverse=True)},
+               500: 13, 413: 8, 408: 4, 405: 12}
 
 
 class RequestError(TfqaError, ValueError):
@@ -43,6 +45,17 @@ class StartupError(TfqaError, RuntimeError):
 def http_status(code: int) -> int:
     """The HTTP status TF Serving answers for a TF canonical error `code` (500 for unknown ones)."""
     return _HTTP_STATUS.get(code, 500)
+
+
+def error_code(status: int) -> int:
+    """The TF canonical error code an HTTP status stands for (the metrics' `status` label): 0 for 2xx.
+
+    Statuses several codes share go to the first of them (400: INVALID_ARGUMENT); the
+    server's own refusals: 413 (body too big) RESOURCE_EXHAUSTED, 408 (too slow) DEADLINE_EXCEEDED.
+    """
+    if 200 <= status < 300:
+        return 0
+    return _ERROR_CODE.get(status, 2)
 
 
 async def read_body(request, limit: int, too_big: str | None = None,

@@ -16,9 +16,11 @@ pool so the event loop keeps accepting requests while a model runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
+import time
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -31,13 +33,14 @@ from starlette.routing import Route
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.rest.batching import Batcher
 from tfqa.rest.batching_config import BatchingParameters
-from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
-                            run_server)
+from tfqa.rest.http import (RequestError, StartupError, base_url, error_code, http_status, json_http_exception, listen,
+                            read_body, run_server)
 from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
 from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
                                 parse_json_object, signature_name_of)
 from tfqa.rest.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
                                  release_memory)
+from tfqa.serving.metrics import PROMETHEUS_TEXT, ServingMetrics
 
 # After requests this big, freed memory is handed back to the OS (see servables.release_memory).
 _BIG_BODY_BYTES = 256 * 1024
@@ -48,6 +51,7 @@ STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(meta
 # Inputs of the QA signature that must hold text: an empty question or context has no answer to look for.
 TEXT_INPUTS = ("question", "context")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+DEADLINE_EXCEEDED = 4  # TF canonical code; HTTP 504
 log = logging.getLogger("tfqa.rest.server")
 
 
@@ -102,29 +106,59 @@ def version_number(text: str | None) -> int | None:
 
 def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
-              batching: BatchingParameters | None = None) -> Starlette:
-    """The ASGI app serving an already loaded model; `batching` turns on server-side batching."""
-    batcher = Batcher(batching) if batching else None
+              batching: BatchingParameters | None = None, *, batcher: Batcher | None = None,
+              metrics: ServingMetrics | None = None, request_timeout: float | None = None) -> Starlette:
+    """The ASGI app serving an already loaded model; `batching` turns on server-side batching.
+
+    `batcher` shares an existing batching queue (the gRPC server's); `metrics`
+    counts every request and answers Prometheus scrapes at `metrics.path`;
+    a predict not answered within `request_timeout` seconds gets TF Serving's
+    DEADLINE_EXCEEDED (504), like its --rest_api_timeout_in_ms.
+    """
+    shared_batcher = batcher is not None
+    batcher = batcher or (Batcher(batching) if batching else None)
 
     async def endpoint(request: Request) -> Response:
+        if metrics is None or request.url.path == metrics.path:
+            return await answer(request)
+        start = time.perf_counter()
+        response = await answer(request)
+        name, api = getattr(request.state, "model_name", ""), getattr(request.state, "api", "")
+        metrics.request(name, error_code(response.status_code), api, "REST", time.perf_counter() - start)
+        return response
+
+    async def predict_in_thread(*args):
+        if request_timeout is None:
+            return await run_in_threadpool(predict, *args)
+        try:
+            return await asyncio.wait_for(run_in_threadpool(predict, *args), request_timeout)
+        except TimeoutError:
+            raise ServingFailure(f"the request took longer than {request_timeout * 1000:g} ms "
+                                 "(--rest_api_timeout_in_ms)", DEADLINE_EXCEEDED) from None
+
+    async def answer(request: Request) -> Response:
         method, path = request.method, request.url.path
         try:
+            if metrics is not None and method == "GET" and path == metrics.path:
+                return Response(metrics.exposition(), media_type=PROMETHEUS_TEXT)
             if not path.lower().startswith("/v1/"):
                 raise RequestError(f"Not found: {path} (this server answers TensorFlow Serving's REST API "
                                    f"under /v1/models/{model.name})", 404)
             match = PREDICT_PATH.fullmatch(path) if method == "POST" else None
             if match:
                 name, version, label, verb = match.groups()
+                request.state.model_name, request.state.api = name, verb.lower()
                 body = await read_body(request, max_body_bytes, f"the request body exceeds the limit of "
                                                                 f"{max_body_bytes} bytes (--max-body-bytes)",
                                        read_timeout)
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
-                return _json_response(await run_in_threadpool(predict, model, name, version_number(version), label,
-                                                              body, max_instances, batcher))
+                return _json_response(await predict_in_thread(model, name, version_number(version), label, body,
+                                                              max_instances, batcher))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
+                request.state.model_name = name or ""
                 if not name:
                     raise RequestError("Missing model name in request.")
                 answer = model.metadata if metadata else model.status
@@ -141,7 +175,7 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        if batcher:
+        if batcher and not shared_batcher:
             await run_in_threadpool(batcher.close)
 
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)],

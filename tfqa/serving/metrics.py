@@ -34,6 +34,7 @@ from functools import lru_cache
 from tfqa.core.errors import TfqaError
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the content type of the exposition
 # TF canonical error code names by number (tensorflow/core/protobuf/error_codes.proto), the `status` label.
 CODE_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
