@@ -165,8 +165,8 @@ def main() -> None:
     wall = time.perf_counter()
     args = parse_args()
     from tfqa import load_squad
-    from tfqa.rest.batching_config import read_batching_parameters
-    from tfqa.rest.servables import load_model
+    from tfqa.serving.batching_config import read_batching_parameters
+    from tfqa.serving.servables import load_model
 
     examples = load_squad(squad_file(args.data))
     examples = examples[:: max(len(examples) // args.questions, 1)][: args.questions]

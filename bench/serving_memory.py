@@ -55,7 +55,7 @@ def measure(mode: str, export_dir: str, kb: int) -> dict:
     """One process's numbers: RSS (MB) before / right after / 2 s after one big request."""
     import numpy as np
 
-    from tfqa.rest.servables import load_model
+    from tfqa.serving.servables import load_model
     from tfqa.rest.server import predict
 
     model = load_model(export_dir)

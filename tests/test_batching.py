@@ -1,4 +1,4 @@
-"""Server-side batching (tfqa.rest.batching, --enable_batching): TF Serving's parameters file, merging and
+"""Server-side batching (tfqa.serving.batching, --enable_batching): TF Serving's parameters file, merging and
 splitting in order, oversize requests, padding to allowed sizes, a full queue, and answers equal to unbatched ones."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from helpers import CORPUS, ROOT
 from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_export, expected_answer
 
 from tfqa.apps.cli import main
-from tfqa.rest.batching import QUEUE_FULL, Batcher
-from tfqa.rest.batching_config import (BatchingConfigError, BatchingParameters, parse_batching_parameters,
-                                       read_batching_parameters)
-from tfqa.rest.servables import load_model
 from tfqa.rest.server import build_app
+from tfqa.serving.batching import QUEUE_FULL, Batcher
+from tfqa.serving.batching_config import (BatchingConfigError, BatchingParameters, parse_batching_parameters,
+                                          read_batching_parameters)
+from tfqa.serving.servables import load_model
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 

@@ -21,8 +21,8 @@ from tfqa.apps.cli import main
 from tfqa.apps.demo import (MAX_PASSAGE_CHARS, Backend, LocalBackend, RemoteBackend, allowed_hosts, create_demo_app,
                             to_answer)
 from tfqa.rest.json_api import RequestError
-from tfqa.rest.servables import ModelDirError
 from tfqa.rest.server import create_app
+from tfqa.serving.servables import ModelDirError
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # An emoji (2 UTF-16 units per code point) before the answer: the page must slice by code points.

@@ -19,11 +19,11 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
 from tfqa.grpcapi.server import GrpcStartupError, start_grpc_server
-from tfqa.rest.batching import Batcher
-from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.http import http_status
-from tfqa.rest.servables import load_model
 from tfqa.rest.server import build_app
+from tfqa.serving.batching import Batcher
+from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.servables import load_model
 
 MAX_BODY, MAX_INSTANCES = 4096, 4
 QA = {"question": "Who is it?", "context": "Denver Broncos won"}

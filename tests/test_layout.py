@@ -13,7 +13,7 @@ from helpers import ROOT
 # run reports, and listing export versions.
 TF_FREE = ["tfqa", "tfqa.core.squad", "tfqa.core.features", "tfqa.core.decoding", "tfqa.core.metrics",
            "tfqa.core.config", "tfqa.core.run_dir", "tfqa.core.history", "tfqa.core.files",
-           "tfqa.export.versions", "tfqa.rest.servables", "tfqa.apps.cli", "tfqa.apps.report",
+           "tfqa.export.versions", "tfqa.serving.servables", "tfqa.apps.cli", "tfqa.apps.report",
            "tfqa.training.presets", "tfqa.core.null_threshold", "tfqa.apps.answerer"]
 
 

@@ -19,9 +19,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfqa.apps.cli import main
 from tfqa.apps.model_config import load_models, read_model_config
 from tfqa.grpcapi.server import start_grpc_server
-from tfqa.rest.batching import Batcher
-from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.server import build_app
+from tfqa.serving.batching import Batcher
+from tfqa.serving.batching_config import BatchingParameters
 from tfqa.serving.metrics import ServingMetrics, read_monitoring_config
 
 QA = {"question": "Who is it?", "context": "Denver Broncos won"}
@@ -203,7 +203,7 @@ def test_metrics_count_every_rest_and_grpc_request_with_latency_histograms(expor
 
 
 def test_rest_api_timeout_answers_504(export_dir, monkeypatch):
-    from tfqa.rest.servables import load_model
+    from tfqa.serving.servables import load_model
 
     model = load_model(export_dir)
     slow = model.latest.run

@@ -13,8 +13,8 @@ from serving_helpers import ThreadedServer, build_fake_qa_model, expected_answer
 
 from tfqa.apps.cli import main
 from tfqa.rest.json_api import dumps, encode_outputs
-from tfqa.rest.servables import ModelDirError, find_versions, load_model
 from tfqa.rest.server import create_app
+from tfqa.serving.servables import ModelDirError, find_versions, load_model
 
 MAX_BODY = 4096
 QA = {"question": "Who is it?", "context": "Denver Broncos won"}

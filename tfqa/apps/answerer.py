@@ -8,13 +8,13 @@
 
 A run directory is answered by the Python pipeline `python -m tfqa predict`
 runs (`tfqa.modeling.prediction`), an export by its raw-text signature loaded
-as `python -m tfqa serve` loads it (`tfqa.rest.servables`). Either way the
+as `python -m tfqa serve` loads it (`tfqa.serving.servables`). Either way the
 windowing and decoding settings — window size, stride, n-best, maximum answer
 length, SQuAD 2.0 and its null threshold — are the run's own (its
 `tfqa_config.json`, baked into the export), never given again here.
 
 Why this lives in `tfqa.apps`: it loads run directories (`tfqa.modeling`) and
-exports (`tfqa.rest.servables`), and only the apps layer may use both; it is
+exports (`tfqa.serving.servables`), and only the apps layer may use both; it is
 what a person calls, like the command line. `import tfqa` stays TensorFlow-free:
 `tfqa.QuestionAnswerer` imports this module on first use.
 """
@@ -96,7 +96,7 @@ class _Export:
 
     def __init__(self, path: Path, batch_size: int):
         from tfqa.export.versions import is_version_name
-        from tfqa.rest.servables import find_versions, load_servable
+        from tfqa.serving.servables import find_versions, load_servable
 
         if (path / "saved_model.pb").exists():
             version = int(path.name) if is_version_name(path.name) else 0

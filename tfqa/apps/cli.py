@@ -20,7 +20,8 @@ from tfqa.apps.quiet import quiet_startup
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
-from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
+from tfqa.rest.limits import ConnectionLimits
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 
 
 class CliError(TfqaError):
@@ -192,7 +193,7 @@ def cmd_predict(args) -> int:
 
 def cmd_serve(args) -> int:
     """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
-    from tfqa.rest.servables import parse_labels
+    from tfqa.serving.servables import parse_labels
     from tfqa.rest.server import serve
 
     batching = _batching_parameters(args)
@@ -206,7 +207,7 @@ def cmd_serve(args) -> int:
 
 def _batching_parameters(args):
     """The BatchingParameters of --enable_batching [--batching_parameters_file FILE], or None."""
-    from tfqa.rest.batching_config import read_batching_parameters
+    from tfqa.serving.batching_config import read_batching_parameters
 
     if args.batching_parameters_file and not args.enable_batching:
         raise CliError("--batching_parameters_file is read only with --enable_batching")

@@ -18,7 +18,7 @@ Questions must be same-origin `application/json` POSTs (a cross-site form or
 names it listens as (no DNS rebinding of a local demo).
 
 Answers come from one `Backend` with two implementations: `LocalBackend`
-(the newest version of an export directory, loaded by `tfqa.rest.servables` as
+(the newest version of an export directory, loaded by `tfqa.serving.servables` as
 `python -m tfqa serve` loads it) and `RemoteBackend` (TF Serving or `python -m
 tfqa serve`, through `tfqa.rest.client.ServingClient`). Both return a TF Serving
 JSON prediction row, so one function turns either into the page's answer.
@@ -43,13 +43,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.rest.batching import Batcher
-from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.client import ServingClient, ServingError
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
 from tfqa.rest.json_api import encode_outputs, utf8
-from tfqa.rest.servables import ModelDirError, ServingFailure, find_versions, load_model
+from tfqa.serving.batching import Batcher
+from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.servables import ModelDirError, ServingFailure, find_versions, load_model
 
 MAX_PASSAGE_CHARS = 20_000
 MAX_QUESTION_CHARS = 1_000

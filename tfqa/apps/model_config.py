@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from tfqa.core.errors import TfqaError
-from tfqa.rest.servables import Model, ModelDirError, check_model_name, find_versions, load_servable
+from tfqa.serving.servables import Model, ModelDirError, check_model_name, find_versions, load_servable
 from tfqa.serving.metrics import ServingMetrics
 
 

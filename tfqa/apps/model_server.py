@@ -98,11 +98,11 @@ def serve_models(args, ignored: list[str]) -> int:
     """Loads the models and serves them over gRPC (and REST with --rest_api_port) until SIGINT/SIGTERM."""
     from tfqa.apps.model_config import load_models, read_model_config, single_model_config
     from tfqa.grpcapi.server import start_grpc_server
-    from tfqa.rest.batching import Batcher
-    from tfqa.rest.batching_config import read_batching_parameters
     from tfqa.rest.http import base_url, listen, run_server
-    from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
     from tfqa.rest.server import build_app
+    from tfqa.serving.batching import Batcher
+    from tfqa.serving.batching_config import read_batching_parameters
+    from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
     from tfqa.serving.metrics import read_monitoring_config
 
     if ignored:

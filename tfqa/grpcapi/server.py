@@ -8,9 +8,10 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from tfqa.core.errors import TfqaError
-from tfqa.grpcapi.model_layer import Batcher, Model
 from tfqa.grpcapi.service import ModelService, PredictionService
+from tfqa.serving.batching import Batcher
 from tfqa.serving.metrics import ServingMetrics
+from tfqa.serving.servables import Model
 
 # Threads answering RPCs at once; more concurrent calls wait in grpcio's queue (the model call is the bottleneck).
 DEFAULT_WORKERS = 16

@@ -21,14 +21,16 @@ import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from tfqa.grpcapi.model_layer import (INVALID_ARGUMENT, Batcher, Model, ServingFailure, check_inputs,
-                                      signature_or_default)
 from tfqa.grpcapi.tensors import decode_inputs, encode_outputs, select_outputs
+from tfqa.serving.batching import Batcher
+from tfqa.serving.errors import Code, ServingFailure
+from tfqa.serving.inputs import check_inputs
 from tfqa.serving.metrics import ServingMetrics
+from tfqa.serving.servables import Model
 
 log = logging.getLogger("tfqa.grpcapi.service")
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
-DEADLINE_EXCEEDED = 4
+DEFAULT_SIGNATURE = "serving_default"  # what an empty signature_name means, as in REST
 
 
 def status_code(code: int) -> grpc.StatusCode:
@@ -51,17 +53,17 @@ class _Calls:
         self.metrics = metrics
 
     def answer(self, context, model_name: str, api: str, compute):
-        start, code = time.perf_counter(), 0
+        start, code = time.perf_counter(), Code.OK
         try:
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:
-                raise ServingFailure("the request's deadline passed before it could run", DEADLINE_EXCEEDED)
+                raise ServingFailure("the request's deadline passed before it could run", Code.DEADLINE_EXCEEDED)
             return compute()
         except ServingFailure as e:
             code = e.code
             context.abort(status_code(e.code), str(e))
         except Exception as e:  # noqa: BLE001 - the client gets INTERNAL, the server log the traceback
-            code = 13
+            code = Code.INTERNAL
             log.exception("error while answering %s for model %s", api, model_name)
             context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(e).__name__}: {e}")
         finally:
@@ -84,7 +86,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """A PredictResponse, in REST's order: servable, signature, inputs, checks, run, encode."""
         spec = request.model_spec
         servable = self.model.resolve(spec.name, *_version_choice(spec))
-        signature_name = signature_or_default(spec.signature_name)
+        signature_name = spec.signature_name or DEFAULT_SIGNATURE
         signature = servable.signature(signature_name)
         arrays = decode_inputs(request.inputs, signature, self.max_elements)
         check_inputs(arrays, signature, self.max_instances)
@@ -104,12 +106,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         from google.protobuf import json_format
 
         if not request.HasField("model_spec"):
-            raise ServingFailure("Missing ModelSpec", INVALID_ARGUMENT)
+            raise ServingFailure("Missing ModelSpec", Code.INVALID_ARGUMENT)
         if not request.metadata_field:
-            raise ServingFailure("GetModelMetadataRequest must specify at least one metadata_field", INVALID_ARGUMENT)
+            raise ServingFailure("GetModelMetadataRequest must specify at least one metadata_field",
+                                 Code.INVALID_ARGUMENT)
         for field in request.metadata_field:
             if field != "signature_def":
-                raise ServingFailure(f"Metadata field {field} is not supported", INVALID_ARGUMENT)
+                raise ServingFailure(f"Metadata field {field} is not supported", Code.INVALID_ARGUMENT)
         answer = self.model.metadata(request.model_spec.name, *_version_choice(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         json_format.ParseDict(answer["model_spec"], response.model_spec)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfqa.grpcapi.model_layer import INVALID_ARGUMENT, ServingFailure, Signature
+from tfqa.serving.errors import Code, ServingFailure
+from tfqa.serving.servables import Signature
 
 
 def _names(names) -> str:
@@ -27,7 +28,7 @@ def check_input_names(sent, signature: Signature) -> None:
         raise ServingFailure(
             f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{_names(sent)}}}) != "
             f"len({{{_names(wanted)}}}). Sent extra: {{{_names(sent - wanted)}}}. Missing but required: "
-            f"{{{_names(wanted - sent)}}}.", INVALID_ARGUMENT)
+            f"{{{_names(wanted - sent)}}}.", Code.INVALID_ARGUMENT)
 
 
 def decode_inputs(inputs, signature: Signature, max_elements: int) -> dict[str, np.ndarray]:
@@ -45,20 +46,20 @@ def decode_inputs(inputs, signature: Signature, max_elements: int) -> dict[str, 
         want = signature.dtypes[name]
         if got != want:
             raise ServingFailure(f"input '{name}' is a {got} tensor but signature '{signature.name}' expects {want}",
-                                 INVALID_ARGUMENT)
+                                 Code.INVALID_ARGUMENT)
         dims = [d.size for d in proto.tensor_shape.dim]
         if any(d < 0 for d in dims) or proto.tensor_shape.unknown_rank:
             raise ServingFailure(f"input '{name}' has shape {dims}: a request tensor needs a known, non-negative "
-                                 "size in every dimension", INVALID_ARGUMENT)
+                                 "size in every dimension", Code.INVALID_ARGUMENT)
         if int(np.prod(dims, dtype=object)) > max_elements:
             raise ServingFailure(f"input '{name}' has shape {dims}, more elements than a request of at most "
-                                 f"{max_elements} bytes can carry", INVALID_ARGUMENT)
+                                 f"{max_elements} bytes can carry", Code.INVALID_ARGUMENT)
         try:
             arrays[name] = tf.make_ndarray(proto)
         except (ValueError, TypeError) as e:
             raise ServingFailure(f"input '{name}': the TensorProto's values do not fill its shape {dims}: "
                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
-                                 INVALID_ARGUMENT) from None
+                                 Code.INVALID_ARGUMENT) from None
     return arrays
 
 
@@ -70,9 +71,9 @@ def select_outputs(names, output_filter) -> list[str]:
     for alias in output_filter:
         if alias not in names:
             raise ServingFailure(f"output tensor alias not found in signature: {alias} Outputs expected to be in "
-                                 f"the set {{{_names(names)}}}.", INVALID_ARGUMENT)
+                                 f"the set {{{_names(names)}}}.", Code.INVALID_ARGUMENT)
         if alias in seen:
-            raise ServingFailure(f"duplicate output tensor alias: {alias}", INVALID_ARGUMENT)
+            raise ServingFailure(f"duplicate output tensor alias: {alias}", Code.INVALID_ARGUMENT)
         seen.append(alias)
     return seen
 

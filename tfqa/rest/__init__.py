@@ -1,1 +1,1 @@
-"""The serving runtime: loaded export versions, TF Serving's REST JSON, the local server and the client."""
+"""The REST front end: TF Serving's REST JSON, the local server and the client, on `tfqa.serving`."""

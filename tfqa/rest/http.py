@@ -1,7 +1,7 @@
 """What the REST server and the demo share: the status-carrying error, body limits, listening, start-up.
 
 `RequestError` is the one error that carries an HTTP status. The model
-layer (`tfqa.rest.servables`) raises transport-free `ServingFailure`s with
+layer (`tfqa.serving`) raises transport-free `ServingFailure`s with
 TensorFlow's canonical error codes; `http_status` maps them as TF Serving's
 REST server does, so both servers answer a failing model call alike.
 """
@@ -15,12 +15,16 @@ from tfqa.core.errors import TfqaError
 from tfqa.core.progress import SILENT, Reporter
 from tfqa.rest.connections import GuardedServer
 from tfqa.rest.limits import ConnectionLimits
+from tfqa.serving.errors import Code
 
 # TF canonical error codes → HTTP statuses, as TF Serving's REST server maps them (http_server.cc).
-_HTTP_STATUS = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400,
-                12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
+_HTTP_STATUS = {Code.CANCELLED: 499, Code.UNKNOWN: 500, Code.INVALID_ARGUMENT: 400, Code.DEADLINE_EXCEEDED: 504,
+                Code.NOT_FOUND: 404, Code.ALREADY_EXISTS: 409, Code.PERMISSION_DENIED: 403,
+                Code.RESOURCE_EXHAUSTED: 429, Code.FAILED_PRECONDITION: 400, Code.ABORTED: 409,
+                Code.OUT_OF_RANGE: 400, Code.UNIMPLEMENTED: 501, Code.INTERNAL: 500, Code.UNAVAILABLE: 503,
+                Code.DATA_LOSS: 500, Code.UNAUTHENTICATED: 401}
 _ERROR_CODE = {**{status: code for code, status in sorted(_HTTP_STATUS.items(), reverse=True)},
-               500: 13, 413: 8, 408: 4, 405: 12}
+               500: Code.INTERNAL, 413: Code.RESOURCE_EXHAUSTED, 408: Code.DEADLINE_EXCEEDED, 405: Code.UNIMPLEMENTED}
 
 
 class RequestError(TfqaError, ValueError):

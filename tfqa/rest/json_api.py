@@ -24,6 +24,7 @@ import numpy as np
 
 from tfqa.core.squad import find_lone_surrogate
 from tfqa.rest.http import RequestError
+from tfqa.serving.limits import check_instance_count
 
 MAX_RANK = 32
 _INT_RANGES = {f"{sign}int{bits}": ((0, 2**bits - 1) if sign else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
@@ -197,15 +198,15 @@ def check_batch_size(doc: dict, arrays: dict[str, np.ndarray] | None, limit: int
     Call it with `arrays=None` before decoding (row requests are counted from the
     JSON list, so 10,000 instances are refused before any of them is converted),
     then with the decoded arrays (columnar requests: their first dimension).
+    The refusal is `tfqa.serving.limits.check_instance_count`'s (400).
     """
     if arrays is None:
         instances = doc.get("instances")
         counts = [len(instances)] if isinstance(instances, list) else []
     else:
         counts = [array.shape[0] for array in arrays.values() if array.ndim]
-    if counts and max(counts) > limit:
-        raise RequestError(f"the request has {max(counts)} instances; this server takes at most {limit} per request "
-                           "(--max-instances): send them in several requests")
+    if counts:
+        check_instance_count(max(counts), limit)
 
 
 def _rows_to_arrays(instances, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
@@ -260,18 +261,6 @@ def _columns_to_arrays(inputs, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
         except RequestError as e:
             raise RequestError(f"input '{name}' of 'inputs' object: {e}", e.status) from None
     return arrays
-
-
-def check_shapes(arrays: dict[str, np.ndarray], shapes: dict[str, tuple | None], signature_name: str) -> None:
-    """Refuses inputs whose rank or fixed dimensions differ from the signature's (None = any size)."""
-    for name, array in arrays.items():
-        want = shapes[name]
-        if want is None:
-            continue
-        if len(want) != array.ndim or any(w is not None and w != got for w, got in zip(want, array.shape)):
-            expected = "[" + ",".join("-1" if w is None else str(w) for w in want) + "]"
-            raise RequestError(f"input '{name}' has shape {list(array.shape)} but signature '{signature_name}' "
-                               f"expects {expected} (-1: any size)")
 
 
 def _json_values(array: np.ndarray, as_bytes: bool):

@@ -1,17 +1,8 @@
-"""The serving limits and their defaults: one owner for the server, the demo and their flags.
-
-The defaults fit a small machine (2 CPU cores, a few GB of RAM) serving a
-MiniLM/DistilBERT export; README "Reliability" lists them.
-"""
+"""What one HTTP connection may hold, per process; the limits of every front end are `tfqa.serving.limits`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-# 10,000 QA instances in one request took the server from 0.9 to 4.9 GB (issue 15, #4); TF Serving's
-# batching refuses batches over its maximum likewise.
-DEFAULT_MAX_INSTANCES = 256
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.rest.batching import Batcher
-from tfqa.rest.batching_config import BatchingParameters
 from tfqa.rest.http import (RequestError, StartupError, base_url, error_code, http_status, json_http_exception, listen,
                             read_body, run_server)
-from tfqa.rest.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ConnectionLimits
-from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
-                                parse_json_object, signature_name_of)
-from tfqa.rest.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
-                                 release_memory)
+from tfqa.rest.json_api import (check_batch_size, decode_inputs, dumps, encode_outputs, parse_json_object,
+                                signature_name_of)
+from tfqa.rest.limits import ConnectionLimits
+from tfqa.serving.batching import Batcher
+from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from tfqa.serving.errors import Code
+from tfqa.serving.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
+                                    release_memory)
+from tfqa.serving.inputs import check_inputs
 from tfqa.serving.metrics import PROMETHEUS_TEXT, ServingMetrics
 
 # After requests this big, freed memory is handed back to the OS (see servables.release_memory).
@@ -48,27 +51,12 @@ _BIG_BODY_BYTES = 256 * 1024
 _VERSION_OR_LABEL = r"(?:/versions/(\d+)|/labels/([^/:]+))?"
 PREDICT_PATH = re.compile(rf"/v1/models/([^/:]+){_VERSION_OR_LABEL}:(classify|regress|predict)", re.I)
 STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(metadata))?", re.I)
-# Inputs of the QA signature that must hold text: an empty question or context has no answer to look for.
-TEXT_INPUTS = ("question", "context")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-DEADLINE_EXCEEDED = 4  # TF canonical code; HTTP 504
 log = logging.getLogger("tfqa.rest.server")
 
 
 def _json_response(obj, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type="application/json")
-
-
-def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
-    """Refuses empty questions/contexts, and question and context batches of different sizes."""
-    present = [name for name in TEXT_INPUTS if dtypes.get(name) == "string"]
-    for name in present:
-        for i, value in enumerate(arrays[name].ravel()):
-            if not value.strip():
-                raise RequestError(f"input '{name}' element {i} is an empty string; a {name} needs some text")
-    if len(present) == 2 and arrays["question"].shape[:1] != arrays["context"].shape[:1]:
-        raise RequestError(f"inputs 'question' and 'context' have different batch sizes "
-                           f"({arrays['question'].shape[0]} and {arrays['context'].shape[0]})")
 
 
 def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
@@ -83,9 +71,7 @@ def predict(model: Model, name: str, version: int | None, label: str | None, bod
     signature = servable.signature(signature_name)
     check_batch_size(doc, None, max_instances)
     request_format, arrays = decode_inputs(doc, signature.dtypes)
-    check_batch_size(doc, arrays, max_instances)
-    check_shapes(arrays, signature.shapes, signature_name)
-    check_text_inputs(arrays, signature.dtypes)
+    check_inputs(arrays, signature, max_instances)
     try:
         outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
         return encode_outputs(outputs, request_format)
@@ -134,7 +120,7 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             return await asyncio.wait_for(run_in_threadpool(predict, *args), request_timeout)
         except TimeoutError:
             raise ServingFailure(f"the request took longer than {request_timeout * 1000:g} ms "
-                                 "(--rest_api_timeout_in_ms)", DEADLINE_EXCEEDED) from None
+                                 "(--rest_api_timeout_in_ms)", Code.DEADLINE_EXCEEDED) from None
 
     async def answer(request: Request) -> Response:
         method, path = request.method, request.url.path
@@ -189,7 +175,7 @@ def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes
                max_instances: int = DEFAULT_MAX_INSTANCES,
                read_timeout: float = ConnectionLimits.read_timeout,
                batching: BatchingParameters | None = None) -> Starlette:
-    """Loads the export directory `model_dir` (see `tfqa.rest.servables.load_model`) and returns the ASGI app.
+    """Loads the export directory `model_dir` (see `tfqa.serving.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """

@@ -32,13 +32,10 @@ from collections import Counter
 from functools import lru_cache
 
 from tfqa.core.errors import TfqaError
+from tfqa.serving.errors import Code
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the content type of the exposition
-# TF canonical error code names by number (tensorflow/core/protobuf/error_codes.proto), the `status` label.
-CODE_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-              "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-              "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 QUEUING_LATENCY = ":tensorflow:serving:batching_session:queuing_latency"
@@ -97,8 +94,8 @@ class ServingMetrics:
 
     def request(self, model_name: str, code: int, api: str, entrypoint: str, seconds: float) -> None:
         """Counts one request with its TF error `code`; a successful one's latency goes into the histogram."""
-        self.requests.add(model_name, CODE_NAMES[code] if 0 <= code < len(CODE_NAMES) else "UNKNOWN")
-        if code == 0:
+        self.requests.add(model_name, Code(code).name if code in Code._value2member_map_ else Code.UNKNOWN.name)
+        if code == Code.OK:
             self._request_latency.labels(model_name, api, entrypoint).observe(seconds * 1e6)
 
     def queued(self, thread_pool_name: str, seconds: float) -> None:

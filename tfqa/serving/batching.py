@@ -29,11 +29,12 @@ from collections import deque
 
 import numpy as np
 
-from tfqa.rest.batching_config import BatchingParameters
-from tfqa.rest.servables import Servable, ServingFailure, Signature
+from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.errors import Code, ServingFailure
+from tfqa.serving.servables import Servable, Signature
 from tfqa.serving.metrics import ServingMetrics
 
-UNAVAILABLE = 14  # TF canonical code; TF Serving's REST server answers it with 503
+SHUTTING_DOWN = "the server is shutting down"
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 
 
@@ -114,7 +115,7 @@ class Batcher:
     def run(self, servable: Servable, signature: Signature, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What `servable.run(signature, arrays)` returns, computed in a batch with concurrent requests.
 
-        Raises ServingFailure(UNAVAILABLE) when the queue is full, and the model's own ServingFailure.
+        Raises ServingFailure(Code.UNAVAILABLE) when the queue is full, and the model's own ServingFailure.
         """
         size = batch_size_of(signature, arrays)
         if size is None:
@@ -124,7 +125,7 @@ class Batcher:
         task = _Task(arrays, size)
         with self._cond:
             if self._closed:
-                raise ServingFailure("the server is shutting down", UNAVAILABLE)
+                raise ServingFailure(SHUTTING_DOWN, Code.UNAVAILABLE)
             self._start_threads()
             queue = self._queues.setdefault(key, deque())
             self._enqueue(queue, task, servable, signature)
@@ -142,7 +143,7 @@ class Batcher:
             room = limit - queue[-1].size
         room += (self.params.max_enqueued_batches - len(queue)) * limit
         if task.size > room:
-            raise ServingFailure(QUEUE_FULL, UNAVAILABLE)
+            raise ServingFailure(QUEUE_FULL, Code.UNAVAILABLE)
         offset = 0
         while offset < task.size:
             if not queue or queue[-1].size == limit:
@@ -240,7 +241,7 @@ class Batcher:
             for queue in self._queues.values():
                 for batch in queue:
                     for task, offset, _ in batch.slices:
-                        task.finish_piece(offset, None, ServingFailure("the server is shutting down", UNAVAILABLE))
+                        task.finish_piece(offset, None, ServingFailure(SHUTTING_DOWN, Code.UNAVAILABLE))
                 queue.clear()
             self._cond.notify_all()
         for thread in self._threads:

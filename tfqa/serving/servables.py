@@ -10,7 +10,7 @@ imported only when a model is loaded, so checking a directory is instant.
 
 Errors here know nothing of HTTP: a request the model cannot serve is a
 `ServingFailure` with TensorFlow's canonical error code, which the REST layer
-maps to a status (`tfqa.rest.http.http_status`).
+maps to a status (`tfqa.rest.http.http_status`); the codes have names in `tfqa.serving.errors`.
 """
 
 from __future__ import annotations
@@ -22,23 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfqa.core.errors import TfqaError
 from tfqa.export.versions import WARMUP_FILE, is_version_name, version_dirs
-
-# TensorFlow's canonical error codes (tensorflow/core/protobuf/error_codes.proto) used here.
-INVALID_ARGUMENT, NOT_FOUND = 3, 5
-
-
-class ModelDirError(TfqaError, ValueError):
-    """The export directory cannot be served; the message is one line naming the path and the problem."""
-
-
-class ServingFailure(TfqaError):
-    """A request the loaded model cannot serve; `code` is TensorFlow's canonical error code for it."""
-
-    def __init__(self, message: str, code: int = INVALID_ARGUMENT):
-        super().__init__(message)
-        self.code = code
+from tfqa.serving.errors import Code, ModelDirError, ServingFailure
 
 
 def find_versions(base_dir: str | os.PathLike) -> dict[int, Path]:
@@ -186,7 +171,7 @@ class Model:
             version = self.labels[label]
         if name != self.name or (version is not None and version not in self.servables):
             wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
-            raise ServingFailure(f"Servable not found for request: {wanted}", NOT_FOUND)
+            raise ServingFailure(f"Servable not found for request: {wanted}", Code.NOT_FOUND)
         return self.latest if version is None else self.servables[version]
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> dict:
@@ -195,11 +180,11 @@ class Model:
         from tensorflow_serving.apis import get_model_status_pb2
 
         if name != self.name:
-            raise ServingFailure(f"Could not find any versions of model {name}", NOT_FOUND)
+            raise ServingFailure(f"Could not find any versions of model {name}", Code.NOT_FOUND)
         if label is not None:
             version = self.resolve(name, label=label).version
         if version is not None and version not in self.servables:
-            raise ServingFailure(f"Could not find version {version} of model {name}", NOT_FOUND)
+            raise ServingFailure(f"Could not find version {version} of model {name}", Code.NOT_FOUND)
         response = get_model_status_pb2.GetModelStatusResponse()
         entry_state = get_model_status_pb2.ModelVersionStatus.AVAILABLE  # all served versions are loaded
         for v in sorted(self.servables, reverse=True) if version is None else [version]:
