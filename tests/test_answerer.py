@@ -126,6 +126,54 @@ def test_bad_top_k_and_paths(answerers, tmp_path):
         assert isinstance(error.value, TfqaError) and isinstance(error.value, ValueError)
 
 
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(batch_size=2.5), TypeError, r"batch_size must be an int, not float \(2.5\)"),  # issue 20 #15: failed later
+    (dict(batch_size="2"), TypeError, "batch_size must be an int, not str"),  # a raw TypeError from `<` before
+    (dict(batch_size=True), TypeError, "batch_size must be an int"),
+    (dict(batch_size=0), ValueError, "batch_size must be from 1 to 2147483647"),
+    (dict(batch_size=2**31), ValueError, "batch_size must be from 1 to 2147483647"),
+    (dict(verbose="no"), TypeError, "verbose must be True or False"),
+])
+def test_from_pretrained_checks_every_parameter_before_loading(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        QuestionAnswerer.from_pretrained(tmp_path / "nowhere", **kwargs)  # the arguments first, then the path
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, not int"):
+        QuestionAnswerer.from_pretrained(3)
+
+
+LIBRARY_CALL = """
+import logging, os, sys
+import tfqa
+for path in sys.argv[2:]:
+    qa = tfqa.QuestionAnswerer.from_pretrained(path, verbose=sys.argv[1] == "verbose")
+    print(qa("Who won?", "Denver Broncos won Super Bowl 50.")["answer"] is not None)
+print(sorted(k for k in ("TF_CPP_MIN_LOG_LEVEL", "TRANSFORMERS_VERBOSITY") if k in os.environ),
+      logging.getLogger("tensorflow").level, logging.getLogger("transformers").getEffectiveLevel())
+print("after the load", file=sys.stderr)
+"""
+
+
+def test_the_library_keeps_start_up_chatter_off_stderr_and_restores_the_process(tiny_run):  # issue 20 #20
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    run, _ = tiny_run
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TRANSFORMERS_VERBOSITY")}
+    quiet, verbose = (subprocess.run([sys.executable, "-c", LIBRARY_CALL, mode, *paths], cwd=ROOT, env=env,
+                                     capture_output=True, text=True, timeout=180)
+                      for mode, paths in (("quiet", [str(run), str(run / "export" / "tfqa")]),
+                                          ("verbose", [str(run)])))
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert quiet.stderr == "after the load\n", quiet.stderr  # nothing of TensorFlow's or transformers' start-up
+    # The user's process is as it was: no variables left set, the loggers at their defaults (30: WARNING).
+    assert quiet.stdout.splitlines() == ["True", "True", "[] 0 30"], quiet.stdout
+    # verbose=True shows what was kept off (here: absl's first line, CUDA probing, "failed call to cuInit", ...)
+    assert verbose.returncode == 0 and len(verbose.stderr.splitlines()) > 1, verbose.stderr[-3000:]
+
+
 def ask(capsys, *argv) -> tuple[int, str, str]:
     code = main(["ask", *argv])
     out, err = capsys.readouterr()

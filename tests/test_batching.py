@@ -3,8 +3,10 @@ splitting in order, oversize requests, padding to allowed sizes, a full queue, a
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,9 +17,11 @@ from serving_helpers import ThreadedServer, build_fake_qa_model, build_tiny_expo
 
 from tfqa.apps.cli import main
 from tfqa.rest.server import build_app
+from tfqa.serving import batching
 from tfqa.serving.batching import QUEUE_FULL, Batcher
-from tfqa.serving.batching_config import (BatchingConfigError, BatchingParameters, parse_batching_parameters,
-                                          read_batching_parameters)
+from tfqa.serving.batching_config import (MAX_BATCH_TIMEOUT_MICROS, BatchingConfigError, BatchingParameters,
+                                          parse_batching_parameters, read_batching_parameters)
+from tfqa.serving.errors import ServingFailure
 from tfqa.serving.servables import load_model
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
@@ -84,6 +88,86 @@ def test_bad_batching_files_are_one_line_errors(text, message):
     with pytest.raises(BatchingConfigError) as error:
         parse_batching_parameters(text, "f.config")
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    # issue 20 #12: passed, then every batch thread died (OverflowError) and every batched predict hung
+    ("batch_timeout_micros { value: 9223372036854775807 }", "batch_timeout_micros must be at most 86400000000"),
+    # issue 20 #13: every predict answered "can't start new thread", with 1,614 threads held
+    ("num_batch_threads { value: 200000 }", "num_batch_threads must be at most 256, not 200000"),
+    ("max_batch_size { value: 1000000 } allowed_batch_sizes: 1 allowed_batch_sizes: 1000000",
+     "max_batch_size must be at most 65536"),  # a 1-row request would be padded to a million rows
+])
+def test_batching_values_beyond_what_the_server_can_honour_are_refused(text, message):
+    with pytest.raises(BatchingConfigError, match=message):
+        parse_batching_parameters(text, "f.config")
+
+
+def test_the_longest_batch_timeout_allowed_still_runs_full_batches(model):  # issue 20 #12
+    servable = model.latest
+    signature = servable.signature("serving_default")
+    batcher = Batcher(BatchingParameters(max_batch_size=2, batch_timeout_micros=MAX_BATCH_TIMEOUT_MICROS,
+                                         num_batch_threads=1))
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batcher.run, servable, signature, rows(1, 0))
+        wait_for(lambda: batcher.queued_rows() == 1)  # waits (a day) for a second row; its thread is alive
+        second = pool.submit(batcher.run, servable, signature, rows(1, 1))
+        assert_same(first.result(timeout=30), servable.run(signature, rows(1, 0)))
+        assert_same(second.result(timeout=30), servable.run(signature, rows(1, 1)))
+    batcher.close()
+
+
+def test_a_failing_batch_thread_answers_an_error_and_keeps_serving(model, monkeypatch):  # issue 20 #12
+    servable = model.latest
+    signature = servable.signature("serving_default")
+    batcher = Batcher(BatchingParameters(max_batch_size=4, num_batch_threads=1))
+    real = batcher._run_batch
+    calls = []
+
+    def fails_once(batch):
+        calls.append(batch)
+        if len(calls) == 1:
+            raise OverflowError("timestamp out of range")
+        return real(batch)
+
+    monkeypatch.setattr(batcher, "_run_batch", fails_once)
+    with ThreadPoolExecutor(1) as pool:  # a hang would show as a timeout here, not as a stuck test run
+        failed = pool.submit(batcher.run, servable, signature, rows(2, 0))
+        with pytest.raises(ServingFailure, match="batching failed: OverflowError: timestamp out of range") as error:
+            failed.result(timeout=30)
+        assert error.value.code == 13  # INTERNAL: HTTP 500
+        later = pool.submit(batcher.run, servable, signature, rows(2, 1))
+        assert_same(later.result(timeout=30), servable.run(signature, rows(2, 1)))
+    batcher.close()
+
+
+def test_threads_the_system_refuses_leave_the_batcher_serving_with_fewer(model, monkeypatch):  # issue 20 #13
+    servable = model.latest
+    signature = servable.signature("serving_default")
+    started = []
+
+    class Refusing(threading.Thread):  # the system gives `allowed` threads, then "can't start new thread"
+        allowed = 1
+
+        def start(self):
+            if len(started) >= Refusing.allowed:
+                raise RuntimeError("can't start new thread")
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(batching, "threading", types.SimpleNamespace(Thread=Refusing, Condition=threading.Condition,
+                                                                     Event=threading.Event))
+    batcher = Batcher(BatchingParameters(max_batch_size=4, num_batch_threads=8))
+    for seed in range(3):
+        assert_same(batcher.run(servable, signature, rows(2, seed)), servable.run(signature, rows(2, seed)))
+    assert len(started) == 1  # asked for once, not again on every request
+    batcher.close()
+    Refusing.allowed, started[:] = 0, []
+    batcher = Batcher(BatchingParameters(max_batch_size=4, num_batch_threads=8))
+    with pytest.raises(ServingFailure, match="cannot start a batch thread") as error:
+        batcher.run(servable, signature, rows(2, 0))
+    assert error.value.code == 14  # UNAVAILABLE: HTTP 503, and nothing is left waiting
+    batcher.close()
 
 
 def test_cli_refuses_bad_batching_options(tmp_path, capsys, model):
@@ -195,6 +279,35 @@ def test_full_queue_answers_503_and_the_server_keeps_serving(model, monkeypatch)
         assert later.status_code == 200 and later.json()["outputs"]["answer"] == ["Broncos"]
     assert sizes[:2] == [1, 2]
     app.state.batcher.close()
+
+
+def test_shutdown_while_the_model_computes_answers_503_not_a_traceback(model, monkeypatch, caplog):  # issue 20 #12
+    from tfqa.rest.connections import GuardedServer
+    from tfqa.rest.limits import ConnectionLimits
+
+    gate = threading.Event()
+    sizes = spy_on_runs(model.latest, monkeypatch, gate)
+    app = build_app(model, batching=BatchingParameters(max_batch_size=4, num_batch_threads=1))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = GuardedServer(app, ConnectionLimits(), log_level="warning", timeout_graceful_shutdown=0.5)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/models/tfqa:predict"
+            pending = pool.submit(post, url, ["Who?"], ["Denver Broncos won"])
+            wait_for(lambda: sizes)  # the model is computing (held by the gate)
+            server.should_exit = True  # SIGTERM; the graceful wait runs out while the model still computes
+            answer = pending.result(timeout=30)
+        assert (answer.status_code, answer.json()) == (
+            503, {"error": "the server is shutting down; the request was not finished"})
+    finally:
+        gate.set()
+        thread.join(timeout=30)
+        sock.close()
+    assert "CancelledError" not in caplog.text and "Exception in ASGI application" not in caplog.text
 
 
 def strip_floats(value):

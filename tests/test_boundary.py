@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,14 @@ def test_hostile_data_files_are_one_line_errors(tmp_path, capsys, content, needl
     preds = write(tmp_path / "p.json", {"a": "x"})
     code, _, err = run(capsys, command, data, *([preds] if command == "evaluate" else []))
     assert_one_line(code, err, "dev.json", needle)
+
+
+@pytest.mark.parametrize("argv", [["check", "/dev/zero"], ["evaluate", "/dev/zero", "p.json"],
+                                  ["evaluate", "{data}", "/dev/zero"]])
+def test_devices_given_as_data_are_one_line_errors(tmp_path, capsys, argv):  # issue 20 #11: read forever before
+    argv = [a.replace("{data}", write(tmp_path / "dev.json", V1)) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert_one_line(code, err, "/dev/zero: not a regular file")
 
 
 def test_lone_surrogate_names_the_question(tmp_path, capsys):
@@ -158,6 +167,31 @@ def test_predict_batch_size_must_be_positive(tmp_path, capsys, value):  # #11
     assert exit_.value.code == 2 and "--batch-size" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["predict", "export"])
+@pytest.mark.parametrize("layout", ["base", "version"])
+def test_an_export_given_as_a_run_says_it_is_an_export(tmp_path, capsys, command, layout):  # issue 20 #16
+    export = tmp_path / "export" / "tfqa"
+    (export / "1").mkdir(parents=True)
+    (export / "1" / "saved_model.pb").write_bytes(b"")
+    model = export if layout == "base" else export / "1"
+    extra = ["--data", write(tmp_path / "d.json", V1)] if command == "predict" else []
+    code, _, err = run(capsys, command, "--model", str(model), *extra, "--output", str(tmp_path / "o"))
+    assert_one_line(code, err, f"--model {model} is a SavedModel export", "ask --model", "serve --model")
+    assert "model_type" not in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["predict", "--model", "m", "--data", "d", "--output", "o", "--batch-size", "99999999999999999999"],
+     "--batch-size/--batch_size: must be at most 2147483647"),
+    (["evaluate", "d", "p", "--max-samples", "-1"], "--max-samples/--max_samples: must be a non-negative integer"),
+    (["ask", "--server", "http://h/v1/models/m", "--question", "q", "--batch-size", str(2**31)], "must be at most"),
+])
+def test_cli_integer_flags_have_a_range_the_code_honours(capsys, argv, needle):  # issue 20 #9: the CLIs' audit
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and needle in capsys.readouterr().err
+
+
 def test_predict_output_paths_and_empty_data(tmp_path, capsys, model_dir):  # #10, #8
     data = write(tmp_path / "dev.json", V1)
     code, _, err = run(capsys, "predict", "--model", str(model_dir), "--data", data, "--output", data)
@@ -205,6 +239,7 @@ def test_unknown_model_type_is_a_short_line(tmp_path, capsys, model_dir):  # "Al
     ("[1, 2]", "not a JSON object"),
     ('{"max_seq_length": "long"}', "'max_seq_length' must be int"),
     ('{"n_best_size": 0}', "--n_best_size must be positive"),
+    ('{"max_answer_length": 100000000000000000000}', "--max_answer_length must be at most 2147483647"),  # issue 20 #9
     ('{"null_score_diff_threshold": NaN}', "finite"),
     ("[" * 100_000, "unreadable"),
 ])
@@ -242,9 +277,10 @@ def train(*args, cwd=ROOT, timeout=120):
 def prepared_run(argv):
     """`train_keras.py`'s checks of a command line, as `_run` makes them (FlagError before anything is written)."""
     from tfqa.apps.train import parse_train_args, prepare_run
+    from tfqa.core.config import spelled_as
 
     config, args = parse_train_args(argv)
-    return prepare_run(config, args.overwrite_output_dir)
+    return prepare_run(config, args.overwrite_output_dir, spelled_as(args))
 
 
 @pytest.mark.parametrize("flag, value", [
@@ -287,6 +323,61 @@ def test_output_flags_naming_a_file_or_proc(tmp_path, flag):  # #10
         prepared_run(base + [flag, a_file])
     with pytest.raises(TfqaError, match=f"{flag} /proc/tfqa-x: cannot write there"):
         prepared_run(base + [flag, "/proc/tfqa-x"])
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--seed", "-1", "--seed must be from 0 to 4294967295"),  # issue 20 #8: TF's "Seed must be between 0 and 2**32 - 1"
+    ("--seed", str(2**32), "--seed must be from 0 to 4294967295"),
+    ("--gradient_accumulation_steps", "99999999999999999999", "--gradient_accumulation_steps must be at most 64"),  # #9
+    ("--gradient_accumulation_steps", "65", "unrolled into the train step's graph"),
+    ("--max_steps", str(2**31), "--max_steps must be at most 2147483647"),
+    ("--per_device_train_batch_size", str(10**20), "--per_device_train_batch_size must be at most 2147483647"),
+    ("--n_best_size", str(10**20), "--n_best_size must be at most"),
+    ("--learning_rate", "1e39", "--learning_rate must be at most 3.403e+38"),
+    ("--num_train_epochs", "1e300", "--num_train_epochs must be at most"),
+])
+def test_out_of_range_flags_fail_before_anything_is_written(tmp_path, flag, value, needle):  # issue 20 #8, #9
+    from tfqa.core.errors import TfqaError
+
+    out = tmp_path / "out"
+    with pytest.raises(TfqaError, match=re.escape(needle)):
+        prepared_run(["--preset", "smoke", "--output_dir", str(out), flag, value])
+    assert not out.exists()  # no OUTPUT_DIR/data/ left behind
+
+
+def test_every_integer_and_float_setting_has_an_upper_bound():  # issue 20 #9: the audit, kept true for new settings
+    from tfqa.core.config import TrainConfig, _flat_fields
+
+    for f in _flat_fields(TrainConfig):
+        if f.type in ("int", "float"):
+            huge = 10**40 if f.type == "int" else 1e300
+            assert TrainConfig(**{f.name: huge}).validate(check_files=False), f.name
+
+
+def test_errors_name_the_alias_the_user_typed(tmp_path):  # issue 20 #22
+    proc = train("--preset", "smoke", "--output_dir", str(tmp_path / "o"), "--per_gpu_train_batch_size", "-1")
+    assert_one_line(proc.returncode, proc.stderr, "--per_gpu_train_batch_size must be positive (got -1)")
+    assert "per_replica" not in proc.stderr
+    from tfqa.core.errors import TfqaError
+
+    with pytest.raises(TfqaError, match=r"--per_gpu_eval_batch_size must be positive") as caught:
+        prepared_run(["--preset", "smoke", "--output_dir", str(tmp_path / "o"), "--per_gpu_eval_batch_size", "0",
+                      "--max_seq_length", "0"])
+    assert "--max_seq_length must be positive" in str(caught.value)  # flags typed as themselves stay as they are
+    # --data_dir alone: its official file names are not --train_file/--predict_file the user typed
+    with pytest.raises(TfqaError, match=rf"^--data_dir {tmp_path}/train-v1.1.json: no such file; --data_dir "
+                                        rf"{tmp_path}/dev-v1.1.json: no such file$"):
+        prepared_run(["--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")])
+
+
+def test_version_flags_print_the_package_version(capsys):  # issue 20 #22
+    import tfqa
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip().endswith(f" {tfqa.__version__}")
+    proc = train("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"train_keras.py {tfqa.__version__}", proc.stderr
 
 
 @pytest.fixture(scope="module")

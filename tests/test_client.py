@@ -168,3 +168,40 @@ def test_ask_cli_errors_are_one_line(server, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("tfqa: error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "0", "-1"])
+def test_ask_timeouts_beyond_a_day_or_not_positive_are_one_line(server, capsys, value):  # issue 20 #10
+    code = main(["ask", "--server", server, "--question", "Who?", "--context", CONTEXT, "--timeout", value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "--timeout must be a positive number of seconds up to 86400" in err
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**63)])
+def test_ask_versions_outside_int64_are_one_line(server, capsys, value):  # issue 20 #9: the CLIs' audit
+    code = main(["ask", "--server", server, "--question", "Who?", "--context", CONTEXT, "--version", value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--version must be a model version from 0 to" in err, err
+
+
+@pytest.mark.parametrize("timeout", [math.nan, math.inf, 1e308, 0, "30"])
+def test_client_refuses_timeouts_it_cannot_wait(timeout):  # issue 20 #10: OverflowError/ValueError later before
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        ServingClient("http://localhost:8501/v1/models/tfqa", timeout=timeout)
+
+
+def test_labels_are_sent_as_one_quoted_path_segment(server):  # issue 20 #16: "../x" reached /v1/models/x:predict
+    seen = []
+
+    class Recording(requests.Session):
+        def request(self, method, url, **kwargs):
+            seen.append(url)
+            return super().request(method, url, **kwargs)
+
+    client = ServingClient(server, label="../x", session=Recording())
+    assert client.model_url == server + "/labels/..%2Fx"
+    with pytest.raises(ServingError, match="HTTP 4"):
+        client.answer("Who?", CONTEXT)
+    assert seen == [server + "/labels/..%2Fx:predict"]
+    assert ServingClient(server + "/labels/stable").answer("Who?", CONTEXT)  # a label in the URL is kept as written

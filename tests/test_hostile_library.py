@@ -41,6 +41,38 @@ def test_load_squad_refuses_what_is_not_a_path(source):  # #26: 0 was read as st
         load_squad(source)
 
 
+def test_load_squad_refuses_devices_before_reading():  # issue 20 #11: /dev/zero was read until memory ran out
+    with pytest.raises(DataError, match="/dev/zero: not a regular file"):
+        load_squad("/dev/zero")
+
+
+def test_data_reads_stop_at_the_bound_plain_and_gunzipped(tmp_path):  # issue 20 #11: gzip bombs too
+    import gzip
+
+    from tfqa.core.files import InputFileError, read_text
+
+    plain = tmp_path / "d.json"
+    plain.write_text(json.dumps(V1))
+    assert json.loads(read_text(plain)) == V1
+    with pytest.raises(InputFileError, match=r"d.json: more than 100 bytes; data files this large"):
+        read_text(plain, max_bytes=100)
+    bomb = tmp_path / "d.json.gz"
+    bomb.write_bytes(gzip.compress(b" " * 1_000_000))  # 1 KB on disk
+    with pytest.raises(InputFileError, match="more than 10,000 bytes once gunzipped"):
+        read_text(bomb, max_bytes=10_000)
+
+
+def test_a_pipe_is_read_up_to_the_bound(tmp_path):  # process substitution (`check <(zcat d.json.gz)`) still works
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(json.dumps(V1)))
+    writer.start()
+    assert len(load_squad(str(fifo))) == 2
+    writer.join()
+
+
 @pytest.mark.parametrize("where", ["title", "context", "question", "id", "answer"])
 def test_lone_surrogates_are_refused_naming_the_record(where):  # #7
     doc = json.loads(json.dumps(V1))

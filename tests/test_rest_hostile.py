@@ -22,6 +22,7 @@ from serving_helpers import TestClient, ThreadedServer, fake_export
 from tfqa.apps.cli import main
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.rest.server import create_app
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TEXT_BYTES
 
 QA = {"question": "Who won?", "context": "Denver Broncos won"}
 PREDICT = "/v1/models/tfqa:predict"
@@ -102,6 +103,29 @@ def test_instances_over_the_cap_get_400_like_tf_serving(client):
     check_json_error(post(client, {"instances": [1] * 10_000}), 400, "10000 instances")
 
 
+def test_text_over_the_work_bound_gets_400_and_the_server_keeps_serving(client):  # issue 20 #14
+    big = "Denver Broncos won " * (DEFAULT_MAX_TEXT_BYTES // 19 + 1)  # under the body limit, over the text bound
+    assert len(json.dumps({"instances": [{"question": "Who?", "context": big}]})) < DEFAULT_MAX_BODY_BYTES
+    check_json_error(post(client, {"instances": [{"question": "Who?", "context": big}]}), 400,
+                     f"bytes of text; this server takes at most {DEFAULT_MAX_TEXT_BYTES} per request",
+                     "--max-text-bytes")
+    # Every instance counts: 4 contexts of a third of the bound each are over it together.
+    third = "x " * (DEFAULT_MAX_TEXT_BYTES // 6)
+    check_json_error(post(client, {"inputs": {"question": ["a"] * 4, "context": [third] * 4}}), 400,
+                     "--max-text-bytes")
+    assert post(client, {"instances": [{"question": "Who?", "context": big[:DEFAULT_MAX_TEXT_BYTES // 2]}]}
+                ).status_code == 200
+    assert post(client, {"instances": [QA]}).status_code == 200
+
+
+def test_the_text_bound_is_a_serve_flag(export_dir):  # issue 20 #14
+    app = create_app(export_dir, max_text_bytes=100)
+    check_json_error(post(TestClient(app), {"instances": [{"question": "Who?", "context": "x" * 97}]}), 400,
+                     "101 bytes of text", "at most 100")
+    assert post(TestClient(app), {"instances": [QA]}).status_code == 200
+    assert main(["serve", "--model", str(export_dir), "--max-text-bytes", "0"]) == 2
+
+
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND"])
 def test_unknown_methods_get_json(client, method):
     check_json_error(client.request(method, "/v1/models/tfqa"), 405, "Method Not Allowed")
@@ -113,7 +137,10 @@ def test_cli_refuses_bad_port_label_and_name(export_dir, capsys):
                           (["--label", "stable=" + "1" * 5000], "is beyond int64"),
                           (["--name", "a/b:c"], "model name 'a/b:c'"),
                           (["--max-instances", "0"], "--max-instances must be positive"),
-                          (["--read-timeout", "nan"], "--read-timeout must be a positive number")]:
+                          (["--read-timeout", "nan"], "--read-timeout must be a positive number"),
+                          # issue 20 #10: asyncio cannot wait that long (OverflowError once a client connected)
+                          (["--read-timeout", "1e308"], "--read-timeout must be a positive number of seconds up to"),
+                          (["--idle-timeout", "inf"], "--idle-timeout must be a positive number of seconds up to")]:
         assert main(["serve", "--model", str(export_dir), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("tfqa: error: ") and message in err and err.count("\n") == 1, err
@@ -229,6 +256,7 @@ def test_fd_exhaustion_is_logged_once(tmp_path):
         "from starlette.applications import Starlette\n"
         "from tfqa.rest.connections import GuardedServer\n"
         "from tfqa.rest.limits import ConnectionLimits\n"
+        "from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TEXT_BYTES\n"
         "sock = socket.socket(); sock.bind(('127.0.0.1', 0)); sock.listen(512)\n"
         "print(sock.getsockname()[1], flush=True)\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"

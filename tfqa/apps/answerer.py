@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tfqa.apps.quiet import quiet_while
+from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
 from tfqa.core.run_dir import MODEL_CONFIG_FILE
-from tfqa.export.versions import version_dirs
+from tfqa.export.versions import is_export
 
 
 class AnswererLoadError(TfqaError, ValueError):
@@ -149,22 +151,26 @@ class QuestionAnswerer:
         self._backend = backend
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, batch_size: int = 32) -> "QuestionAnswerer":
+    def from_pretrained(cls, path: str | os.PathLike, *, batch_size: int = 32,
+                        verbose: bool = False) -> "QuestionAnswerer":
         """Loads a training run directory (`save_pretrained` model + tokenizer + tfqa_config.json) or an export
         (a base directory with integer versions, its newest one is used, or one version directory).
 
-        `batch_size`: questions per model call (a run directory: windows per batch).
+        `batch_size`: questions per model call (a run directory: windows per batch), an int from 1 to
+        `MAX_INT`. `verbose`: also show TensorFlow's and transformers' start-up and loading messages, which
+        are otherwise kept off stderr while loading (`tfqa.apps.quiet.quiet_while`; nothing else changes).
+        Raises TypeError/ValueError for bad arguments, before anything loads.
         """
+        _check_arguments(path, batch_size, verbose)
         path = Path(path)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive (got {batch_size})")
         if not path.is_dir():
             raise AnswererLoadError(f"{path}: no such directory (expected a training run's --output_dir or an "
                                     "export such as OUTPUT_DIR/export/tfqa)")
-        if (path / "saved_model.pb").exists() or version_dirs(path):
-            return cls(_Export(path, batch_size))
-        if (path / MODEL_CONFIG_FILE).exists():
-            return cls(_RunDir(path, batch_size))
+        with quiet_while(verbose):
+            if is_export(path):
+                return cls(_Export(path, batch_size))
+            if (path / MODEL_CONFIG_FILE).exists():
+                return cls(_RunDir(path, batch_size))
         raise AnswererLoadError(f"{path}: neither a training run ({MODEL_CONFIG_FILE} of a save_pretrained model) "
                                 "nor an export (saved_model.pb, or version folders 1/, 2/, ...)")
 
@@ -195,6 +201,18 @@ class QuestionAnswerer:
                 result["null_score_diff"] = scored.null_score_diff
             results.append(result)
         return results[0] if isinstance(question, str) else results
+
+
+def _check_arguments(path, batch_size, verbose) -> None:
+    """TypeError/ValueError naming the parameter of `from_pretrained` that cannot work (see its docstring)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__} ({batch_size!r})")
+    if not 1 <= batch_size <= MAX_INT:
+        raise ValueError(f"batch_size must be from 1 to {MAX_INT} (got {batch_size})")
+    if not isinstance(verbose, bool):
+        raise TypeError(f"verbose must be True or False, not {verbose!r}")
 
 
 def _checked(question, context) -> tuple[list[str], list[str]]:

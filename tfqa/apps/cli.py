@@ -14,14 +14,16 @@ import math
 import sys
 from pathlib import Path
 
+import tfqa
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
+from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
-from tfqa.core.files import check_output_dir, check_output_file, open_text, write_json_atomic
+from tfqa.core.files import check_output_dir, check_output_file, read_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
 from tfqa.rest.limits import ConnectionLimits
-from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES
 
 
 class CliError(TfqaError):
@@ -31,8 +33,7 @@ class CliError(TfqaError):
 def _read_json_object(path: str, what: str) -> dict:
     """Reads a JSON object from `path`, or raises CliError naming the file and the problem."""
     try:
-        with open_text(path) as f:
-            obj = json.load(f)
+        obj = json.loads(read_text(path))
     except FileNotFoundError:
         raise CliError(f"{path}: no such file ({what})") from None
     except json.JSONDecodeError as e:
@@ -72,8 +73,13 @@ def _load_na_probs(path: str, question_ids) -> dict[str, float]:
 
 
 def _require_model_dir(path: str) -> None:
+    from tfqa.export.versions import is_export
+
     if not Path(path).is_dir():
         raise CliError(f"--model {path}: no such model directory (expected a folder written by train_keras.py)")
+    if is_export(path):  # it has no config.json: transformers would ask for its `model_type`
+        raise CliError(f"--model {path} is a SavedModel export, not a training run's --output_dir; answer with it "
+                       f"through `python -m tfqa ask --model {path}` or `python -m tfqa serve --model {path}`")
 
 
 def _check_window(model_dir: str, max_seq_length: int) -> None:
@@ -86,15 +92,26 @@ def _check_window(model_dir: str, max_seq_length: int) -> None:
         raise CliError("; ".join(problems))
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1 (batch sizes)."""
+def _int_from(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be a {'positive' if low else 'non-negative'} integer, not {value}")
+    if value > MAX_INT:  # TensorFlow counts batches and shapes in int32
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer from 1 to MAX_INT (batch sizes)."""
+    return _int_from(text, 1)
+
+
+def count_or_all(text: str) -> int:
+    """argparse type: an integer from 0 (all) to MAX_INT (--max-samples)."""
+    return _int_from(text, 0)
 
 
 def finite_float(text: str) -> float:
@@ -201,7 +218,7 @@ def cmd_serve(args) -> int:
                               idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
           all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
-          limits=limits, batching=batching, reporter=CONSOLE)
+          limits=limits, batching=batching, reporter=CONSOLE, max_text_bytes=args.max_text_bytes)
     return 0
 
 
@@ -249,7 +266,13 @@ def cmd_ask(args) -> int:
 
 def _ask_server(args, context: str) -> list[dict]:
     from tfqa.rest.client import ServingClient
+    from tfqa.serving.limits import seconds_problem
 
+    problem = seconds_problem(args.timeout, "--timeout")
+    if problem:
+        raise CliError(problem)
+    if args.version is not None and not 0 <= args.version < 2**63:  # TF Serving's versions are int64
+        raise CliError(f"--version must be a model version from 0 to {2**63 - 1}, not {args.version}")
     try:
         client = ServingClient(args.server, version=args.version, label=args.label, format=args.format,
                                signature_name=args.signature_name, batch_size=args.batch_size, timeout=args.timeout)
@@ -266,7 +289,7 @@ def _ask_model(args, context: str) -> list[dict]:
         raise CliError("--version/--label pick a version on a --server; with --model pass the version directory "
                        "(e.g. export/tfqa/2)")
     try:
-        qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size)
+        qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size, verbose=args.verbose)
         return [serving_answer(result) for result in qa(args.question, context)]
     except ValueError as e:  # bad --batch-size or text; load problems are TfqaErrors (one line too)
         raise CliError(str(e)) from None
@@ -317,6 +340,7 @@ def _prog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The whole `python -m tfqa` parser (commands are sub-parsers)."""
     parser = argparse.ArgumentParser(prog=_prog(), description="Extractive question answering tools.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tfqa.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("evaluate", help="score predictions with the official SQuAD v1.1/v2.0 metrics",
@@ -331,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics to use; auto picks 2.0 when the data has unanswerable questions "
                         "(default: %(default)s)")
     p.add_argument("--output", default=None, help="also write the results JSON to this file (atomically)")
-    p.add_argument("--max-samples", "--max_samples", dest="max_samples", type=int, default=0,
+    p.add_argument("--max-samples", "--max_samples", dest="max_samples", type=count_or_all, default=0,
                    help="score only the first N questions of the data, as train_keras.py --max_eval_samples N does "
                         "(default: all)")
     _add_data_options(p)
@@ -384,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES,
                    help="more instances in one predict request get HTTP 400, as TF Serving refuses batches over "
                         "its maximum (default: %(default)s)")
+    p.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES,
+                   help="more bytes of text (all questions and contexts) in one predict request get HTTP 400: the "
+                        "bound on the work one request causes (default: %(default)s)")
     p.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
                    help="more open connections get HTTP 503 and are closed (default: %(default)s)")
     p.add_argument("--read-timeout", type=float, default=ConnectionLimits.read_timeout,

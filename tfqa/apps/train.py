@@ -9,13 +9,14 @@ import os
 import sys
 from pathlib import Path
 
+import tfqa
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
 from tfqa.apps.quiet import quiet_startup
 from tfqa.apps.run_squad_flags import add_run_squad_flags, notes
-from tfqa.core.config import add_to_parser, from_args
+from tfqa.core.config import add_to_parser, as_typed, from_args, spelled_as
 from tfqa.core.errors import TfqaError
-from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, clear_run, export_base, finished_run
+from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, export_base, finished_run
 from tfqa.core.squad import DataError
 
 PROG = "train_keras.py"
@@ -26,6 +27,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune, evaluate and save a QA model. Every flag "
                                      "of Transformers' legacy run_squad.py is accepted.")
     add_to_parser(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tfqa.__version__}")
     parser.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's and transformers' start-up and loading messages")
     add_run_squad_flags(parser)
@@ -48,10 +50,17 @@ def parse_train_args(argv: list[str] | None = None):
     if preset is not None:
         parser.set_defaults(**preset.defaults)
     args = parser.parse_args(argv)
-    config = from_args(args).with_data_dir()
+    given = from_args(args)
+    config = given.with_data_dir()
     changes = {"output_dir": str(Path(config.output_dir))}  # printed paths: "runs/x/" + name, never "runs/x//name"
+    spelled = spelled_as(args)  # errors name the flags as typed: aliases, --fp16, --data_dir's own files
     if args.fp16:
         changes["mixed_precision"] = "fp16"
+        spelled["--mixed_precision"] = "--fp16"
+    for name in ("train_file", "predict_file"):
+        if getattr(given, name) == getattr(type(given)(), name) != getattr(config, name):
+            spelled[f"--{name}"] = "--data_dir"  # the official file name in that folder, not a flag typed
+    args.spelled_as = spelled
     return config.replace(**changes), args
 
 
@@ -59,15 +68,24 @@ class FlagError(TfqaError):
     """Flags that cannot work together or with the data and model they name; one line for all of them."""
 
 
-def prepare_run(config, overwrite_output_dir: bool = False):
+def prepare_run(config, overwrite_output_dir: bool = False, spelled: dict[str, str] | None = None,
+                locks: contextlib.ExitStack | None = None):
     """The checked config of a run, with its preset's data written: FlagError before any file is written.
 
+    `spelled` ({"--setting": "--alias"}, `tfqa.core.config.spelled_as`): the flags the messages name as typed.
+
     Order matters: `--num_train_epochs nan` must not leave OUTPUT_DIR/data behind. A folder holding a
-    finished run is refused unless `overwrite_output_dir` (run_squad.py's flag), which clears it first.
+    finished run is refused unless `overwrite_output_dir` (run_squad.py's flag), which first removes what
+    tfqa recorded writing there (`tfqa.core.run_record`). With `locks`, the folder's lock is taken into it
+    before anything is written (`tfqa.core.run_lock`). In a multi-worker job only the chief locks, clears
+    and checks the folder.
     """
     from tfqa.core.files import check_output_dir
+    from tfqa.core.run_lock import run_lock
+    from tfqa.core.run_record import RunRecord, foreign_files
     from tfqa.modeling.checkpoints import checkpoint_problems
     from tfqa.training.presets import preset_of
+    from tfqa.training.strategies import chief_process
 
     preset = preset_of(config)
     problems = config.validate(check_files=preset is None)
@@ -78,19 +96,42 @@ def prepare_run(config, overwrite_output_dir: bool = False):
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
     if problems:
-        raise FlagError("; ".join(problems))
+        raise FlagError(as_typed("; ".join(problems), spelled or {}))
     for flag in ("output_dir", "cache_dir", "export_dir"):
         value = getattr(config, flag)
         if value and value != "none":
             check_output_dir(value, f"--{flag}")
-    if config.train and overwrite_output_dir:
-        clear_run(config.output_dir)
+    chief = chief_process()
+    if chief and locks is not None:
+        locks.enter_context(run_lock(config.output_dir))
+    if chief and config.train and overwrite_output_dir:
+        _clear(config.output_dir)
+    foreign = foreign_files(config.output_dir) if chief else []
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise FlagError(f"--output_dir {config.output_dir} holds {shown}, which tfqa did not write and a run would "
+                        "replace; choose another folder")
     if preset is not None:
-        config = preset.prepare_data(config)
+        if chief:
+            RunRecord.begin(config.output_dir, also=preset.shared_files).save()  # claims data/ before writing it
+        config = preset.prepare_data(config, CONSOLE)
         problems = config.validate()
         if problems:
-            raise FlagError("; ".join(problems))
+            raise FlagError(as_typed("; ".join(problems), spelled or {}))
     return config
+
+
+def _clear(output_dir: str) -> None:
+    """--overwrite_output_dir: removes what tfqa recorded writing into the folder, and says what that was."""
+    from tfqa.core.run_record import clear_run
+
+    removed = clear_run(output_dir)
+    if removed is None:
+        CONSOLE.note(f"--overwrite_output_dir: {output_dir} has no record of what tfqa wrote there (not a run, or a "
+                     "run of an older tfqa): nothing removed; the run writes over its own files")
+    elif removed:
+        shown = ", ".join(removed[:12]) + (f" and {len(removed) - 12} more" if len(removed) > 12 else "")
+        CONSOLE.note(f"--overwrite_output_dir: removed the earlier run's {shown} from {output_dir}")
 
 
 class _Hinted(TfqaError):
@@ -98,9 +139,22 @@ class _Hinted(TfqaError):
 
 
 def _run(argv: list[str], state: dict) -> int:
+    from tfqa.core.run_record import forget_empty_run
+
     config, args = parse_train_args(argv)
     new_folder = not Path(config.output_dir).exists()
-    config = prepare_run(config, args.overwrite_output_dir)  # creates OUTPUT_DIR to check it is writable
+    try:
+        with contextlib.ExitStack() as locks:  # the folder's lock, held until the run ends
+            return _locked_run(config, args, state, locks)
+    except BaseException:
+        if new_folder:  # a run that could not start (no model, bad data) leaves no folder behind
+            forget_empty_run(config.output_dir)
+        raise
+
+
+def _locked_run(config, args, state: dict, locks: contextlib.ExitStack) -> int:
+    # creates OUTPUT_DIR to check it is writable
+    config = prepare_run(config, args.overwrite_output_dir, spelled_as(args), locks)
     state["output_dir"] = config.output_dir
     for line in notes(args):
         CONSOLE.note(line)
@@ -110,14 +164,8 @@ def _run(argv: list[str], state: dict) -> int:
     from tfqa.training.run import train_and_evaluate
 
     try:
-        try:
-            # verbose=0: Keras' own bar would write to stdout; tfqa's progress lines go to stderr.
-            results = train_and_evaluate(config, reporter=CONSOLE, verbose=0)
-        except BaseException:
-            if new_folder:  # a run that could not start (no model, bad data) leaves no empty folder behind
-                with contextlib.suppress(OSError):
-                    os.rmdir(config.output_dir)  # only succeeds while the folder is empty
-            raise
+        # verbose=0: Keras' own bar would write to stdout; tfqa's progress lines go to stderr.
+        results = train_and_evaluate(config, reporter=CONSOLE, verbose=0)
     except ModelLoadError as e:
         raise _Hinted(f"{e}; offline? Try the self-contained run: python train_keras.py --preset smoke") from None
     except DataError as e:

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ def _flag(default, help: str, aliases: tuple[str, ...] = (), choices=None, parse
 
 AUTO = "auto"
 
+# The largest value an integer setting may take: TensorFlow counts steps, shapes and batch sizes in int32.
+MAX_INT = 2**31 - 1
+# Upper bounds narrower than MAX_INT, with why: what the code can actually do with the value.
+_INT_RANGES = {
+    "seed": (0, 2**32 - 1, "TensorFlow's and NumPy's seeds are 32-bit"),
+    "gradient_accumulation_steps": (None, 64, "the micro-batches are unrolled into the train step's graph"),
+}
+_FLOAT32_MAX = 3.4028234663852886e38  # weights, learning rates and losses are float32: more is infinity
+
 
 def number_or_auto(text: str) -> float | str:
     """A flag value that is a number or "auto" (an argparse type)."""
@@ -38,6 +48,25 @@ def number_or_auto(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or '{AUTO}', got {text!r}") from None
+
+
+def _range_problems(settings, fields) -> list[str]:
+    """Values of `fields` beyond what the code can hold or do (`_INT_RANGES`, MAX_INT, float32), as
+    flag-named messages."""
+    problems = []
+    for f in fields:
+        value = getattr(settings, f.name)
+        if isinstance(value, bool):
+            continue
+        if f.type in ("int", int) and isinstance(value, int):
+            low, high, why = _INT_RANGES.get(f.name, (None, MAX_INT, "TensorFlow counts in int32"))
+            if (low is not None and value < low) or value > high:
+                problems.append(f"--{f.name} must be {'at most' if low is None else f'from {low} to'} {high} "
+                                f"({why}; got {value})")
+        elif f.type in ("float", float) and isinstance(value, (int, float)) and abs(value) > _FLOAT32_MAX:
+            problems.append(f"--{f.name} must be at most {_FLOAT32_MAX:.4g} in size (training computes in float32; "
+                            f"got {value})")
+    return problems
 
 
 class _SettingsGroup:
@@ -63,6 +92,9 @@ class FeatureConfig(_SettingsGroup):
 
     def problems(self) -> list[str]:
         """What is wrong with the values, as flag-named messages (empty when fine)."""
+        problems = _range_problems(self, dataclasses.fields(self))
+        if problems:
+            return problems
         problems = [f"--{name} must be positive (got {getattr(self, name)})"
                     for name in ("max_seq_length", "max_query_length") if getattr(self, name) <= 0]
         if self.doc_stride < 0:
@@ -98,8 +130,9 @@ class DecodeConfig(_SettingsGroup):
 
     def problems(self) -> list[str]:
         """What is wrong with the values, as flag-named messages (empty when fine)."""
-        problems = [f"--{name} must be positive (got {getattr(self, name)})"
-                    for name in ("n_best_size", "max_answer_length") if getattr(self, name) <= 0]
+        problems = _range_problems(self, dataclasses.fields(self))
+        problems += [f"--{name} must be positive (got {getattr(self, name)})"
+                     for name in ("n_best_size", "max_answer_length") if getattr(self, name) <= 0]
         value = self.null_score_diff_threshold
         if value != AUTO and (isinstance(value, (bool, str)) or not math.isfinite(value)):
             problems.append(f"--null_score_diff_threshold must be a finite number or 'auto' (got {value!r})")
@@ -252,6 +285,10 @@ class TrainConfig(ComposedSettings):
                     and not math.isfinite(getattr(self, f.name))]
         if problems:  # NaN compares false with everything: the range checks below would pass it or repeat it
             return problems
+        # The groups' own ranges are in their problems(), below.
+        problems = _range_problems(self, [f for f in dataclasses.fields(self) if f.name not in _groups(type(self))])
+        if problems:
+            return problems
         problems = self.features.problems() + self.decoding.problems()
         for name in ("per_replica_batch_size", "eval_batch_size", "logging_steps", "gradient_accumulation_steps"):
             if getattr(self, name) <= 0:
@@ -330,18 +367,44 @@ def _flat_fields(cls):
         yield from dataclasses.fields(f.default_factory) if f.name in groups else (f,)
 
 
+_SPELLED = "spelled_as"  # the Namespace attribute: {"--setting": "--alias the user typed"}
+
+
+class _StoreSpelled(argparse.Action):
+    """argparse's store (store_true with `const`), also noting an alias the user typed for the setting."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        if option_string and option_string != self.option_strings[0]:
+            setattr(namespace, _SPELLED, {**spelled_as(namespace), self.option_strings[0]: option_string})
+
+
+def spelled_as(args: argparse.Namespace) -> dict[str, str]:
+    """{"--per_replica_batch_size": "--per_gpu_train_batch_size"}: the settings the user gave under an alias."""
+    return dict(getattr(args, _SPELLED, {}))
+
+
+def as_typed(message: str, spelled: dict[str, str]) -> str:
+    """`message` with each setting's flag named as the user typed it (`spelled_as`)."""
+    for flag, typed in spelled.items():
+        message = re.sub(re.escape(flag) + r"(?![\w-])", typed, message)
+    return message
+
+
 def add_to_parser(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
-    """Adds one option per setting (booleans become flags), composed settings included."""
+    """Adds one option per setting (booleans become flags), composed settings included; an alias used is
+    noted (`spelled_as`) so that errors can name the flag as typed."""
     for f in _flat_fields(cls):
         names = [f"--{f.name}", *f.metadata.get("aliases", ())]
         help_text = f"{f.metadata['help']} (default: {f.default!r})"
         if f.type in ("bool", bool):
-            parser.add_argument(*names, dest=f.name, action="store_true", help=help_text)
+            parser.add_argument(*names, dest=f.name, action=_StoreSpelled, nargs=0, const=True, default=False,
+                                help=help_text)
         else:
             kind = f.metadata.get("parse") or {"int": int, "float": float, "str": str}[
                 f.type if isinstance(f.type, str) else f.type.__name__]
-            parser.add_argument(*names, dest=f.name, type=kind, default=f.default, help=help_text,
-                                choices=f.metadata.get("choices"))
+            parser.add_argument(*names, dest=f.name, action=_StoreSpelled, type=kind, default=f.default,
+                                help=help_text, choices=f.metadata.get("choices"))
 
 
 def from_args(args: argparse.Namespace, cls=TrainConfig):

@@ -1,4 +1,4 @@
-"""Files: the one atomic writer, and UTF-8/.gz reads.
+"""Files: the one atomic writer, and UTF-8/.gz reads (bounded: `read_text`).
 
 Every file tfqa writes goes through `atomic_path`: the content is written to a
 uniquely named temporary file beside the target and renamed over it, so a
@@ -17,6 +17,7 @@ import gzip
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,12 +29,40 @@ class OutputPathError(TfqaError):
     """An output path that cannot be written: a file where a folder is meant, no such folder, no permission."""
 
 
+# The most a data file tfqa reads may hold (after gunzipping): SQuAD v2.0 train is 42 MB; a read without a bound
+# took `check /dev/zero` (or a gzip bomb) until memory ran out (issue 20 #11).
+MAX_INPUT_BYTES = 1024**3
+
+
+class InputFileError(TfqaError):
+    """A file that cannot be read as data: a device, or more than the bound; the message names the path."""
+
+
 def open_text(path: str | os.PathLike):
     """Opens a UTF-8 text file for reading, transparently gunzipping `.gz` files."""
     path = Path(path)
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, "r", encoding="utf-8")
+
+
+def read_text(path: str | os.PathLike, max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of a file (`.gz` gunzipped), at most `max_bytes` of it, else InputFileError.
+
+    Devices (/dev/zero, /dev/stdin on a terminal) are refused before reading; pipes are read up to the bound.
+    The errors of reading (OSError, UnicodeDecodeError, gzip's) are the callers' to name.
+    """
+    path = Path(path)
+    with contextlib.suppress(OSError):  # a missing or unreadable file: open() says so below
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISDIR(mode)):
+            raise InputFileError(f"{path}: not a regular file (a device or socket); give a data file")
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputFileError(f"{path}: more than {max_bytes:,} bytes{' once gunzipped' if path.suffix == '.gz' else ''}"
+                             f"; data files this large are not read (split it)")
+    return data.decode("utf-8")
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,9 +122,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """`obj` as the JSON text `write_json_atomic` writes."""
+    return json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
     """Writes `obj` as JSON to `path` atomically (see `atomic_path`)."""
-    return write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+    return write_text_atomic(path, json_text(obj, indent=indent))
 
 
 def _probe(folder: Path) -> None:

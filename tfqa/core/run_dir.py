@@ -7,6 +7,10 @@
       history.json, training.png                  per-step losses, per-epoch metrics (`tfqa.core.history`)
       checkpoints/epoch-NN.h5, logs/ (TensorBoard), backup/ (resume)
       export/tfqa/<version>/                      the TF Serving export (default place)
+      data/train.json, data/dev.json              a preset's data (--preset smoke)
+      tfqa_run.json                               what tfqa wrote here, and whether the run finished
+                                                  (`tfqa.core.run_record`: --overwrite_output_dir removes only that)
+      .tfqa.lock                                  held while a run writes here (`tfqa.core.run_lock`)
 
 Everything that reads or writes one of these files takes its name from here.
 No TensorFlow.
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from tfqa.core.config import AUTO, TrainConfig
@@ -34,8 +37,31 @@ NULL_ODDS_FILE = "null_odds.json"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
-DEFAULT_EXPORT = Path("export") / "tfqa"
+EXPORT_DIR = "export"
+DEFAULT_EXPORT = Path(EXPORT_DIR) / "tfqa"
+DATA_DIR = "data"
+MANIFEST_FILE = "tfqa_run.json"
+LOCK_FILE = ".tfqa.lock"
 RUN_FILES = (SETTINGS_FILE, RESULTS_FILE, HISTORY_FILE)  # any one of them makes a folder a tfqa run
+# What Hugging Face's save_pretrained writes for the TF models and tokenizers tfqa trains.
+MODEL_FILES = (MODEL_CONFIG_FILE, "tf_model.h5", "tf_model.h5.index.json", "generation_config.json",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+               "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
+# Every file tfqa writes at the top of a run folder under a fixed name.
+TOP_FILES = (*RUN_FILES, PLOT_FILE, PREDICTIONS_FILE, NBEST_FILE, NULL_ODDS_FILE, *MODEL_FILES)
+# Inside the run's folders: the names (globs) of what tfqa (or TensorFlow for it) writes there. Where such a
+# folder was the user's before the run, only new entries matching these are the run's.
+WRITTEN_INSIDE = {
+    CHECKPOINTS_DIR: ("epoch-*.h5",),
+    LOGS_DIR: ("train", "validation"),  # TensorBoard's writers
+    f"{LOGS_DIR}/train": ("events.out.tfevents.*", "plugins"),
+    f"{LOGS_DIR}/validation": ("events.out.tfevents.*",),
+    BACKUP_DIR: ("chief", "workertemp_*"),  # tf-keras' BackupAndRestore
+    EXPORT_DIR: ("tfqa",),
+    DEFAULT_EXPORT.as_posix(): ("[0-9]*", ".tmp-export-*"),  # tfqa.export.versions
+    DATA_DIR: ("train.json", "dev.json"),
+}
+RUN_FOLDERS = (CHECKPOINTS_DIR, LOGS_DIR, BACKUP_DIR, EXPORT_DIR, DATA_DIR)  # made by a run at its top
 
 
 class RunDirError(TfqaError):
@@ -54,24 +80,32 @@ def step_checkpoint_path(output_dir: str | os.PathLike) -> Path:
 
 
 def finished_run(output_dir: str | os.PathLike) -> bool:
-    """Whether `output_dir` holds a training run that ran to its end (history.json has its final entry).
+    """Whether `output_dir` holds a training run that ran to its end.
 
-    An interrupted run has no final entry yet: the same command resumes it.
+    Two records say so, either is enough: tfqa_run.json's "finished" (written last) and history.json's
+    final entry (runs of older tfqa versions have only that one). An unreadable tfqa_run.json is a
+    RunDirError: the folder may hold anything. An interrupted run has neither: the same command resumes it.
     """
+    manifest = read_manifest(output_dir)
+    if manifest is not None and manifest.get("finished") is True:
+        return True
     path = Path(output_dir) / HISTORY_FILE
     try:
         return "final" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError, TypeError):
         return False
 
 
-def clear_run(output_dir: str | os.PathLike) -> None:
-    """Removes what a training run wrote into `output_dir` (--overwrite_output_dir); other files stay."""
-    out = Path(output_dir)
-    for name in (*RUN_FILES, PLOT_FILE, PREDICTIONS_FILE, NBEST_FILE, NULL_ODDS_FILE):
-        (out / name).unlink(missing_ok=True)
-    for name in (CHECKPOINTS_DIR, LOGS_DIR, BACKUP_DIR, DEFAULT_EXPORT):
-        shutil.rmtree(out / name, ignore_errors=True)
+def read_manifest(output_dir: str | os.PathLike) -> dict | None:
+    """OUTPUT_DIR/tfqa_run.json (see `tfqa.core.run_record`), None when there is none; RunDirError when unreadable."""
+    path = Path(output_dir) / MANIFEST_FILE
+    if not path.is_file() and not path.is_symlink():
+        return None
+    manifest = read_run_json(path)
+    created = manifest.get("created")
+    if not isinstance(created, list) or not all(isinstance(p, str) for p in created):
+        raise RunDirError(f"{path}: 'created' must be a list of paths; remove the file or choose another folder")
+    return manifest
 
 
 def export_base(config: TrainConfig) -> str:

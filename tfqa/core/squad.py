@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tfqa.core.errors import TfqaError
-from tfqa.core.files import open_text
+from tfqa.core.files import InputFileError, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,9 @@ def _check_options(misaligned: str, repair_window: int) -> None:
 
 def _read_json_file(path: Path, name: str) -> Any:
     try:
-        with open_text(path) as f:
-            return json.load(f)
+        return json.loads(read_text(path))
+    except InputFileError as e:
+        raise DataError(str(e)) from None
     except json.JSONDecodeError as e:
         raise DataError(f"{name}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from e
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:

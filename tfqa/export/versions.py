@@ -34,6 +34,11 @@ def version_dirs(base_dir: str | os.PathLike) -> dict[int, Path]:
     return {int(p.name): p for p in sorted(base.iterdir()) if p.is_dir() and is_version_name(p.name)}
 
 
+def is_export(path: str | os.PathLike) -> bool:
+    """Whether `path` is a SavedModel export: one version (saved_model.pb) or a base folder of versions."""
+    return (Path(path) / "saved_model.pb").exists() or bool(version_dirs(path))
+
+
 def next_version(base_dir: str | os.PathLike) -> int:
     """One more than the highest integer name in `base_dir` (1 for a new base).
 

@@ -10,6 +10,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from tfqa.core.errors import TfqaError
 from tfqa.grpcapi.service import ModelService, PredictionService
 from tfqa.serving.batching import Batcher
+from tfqa.serving.limits import DEFAULT_MAX_TEXT_BYTES
 from tfqa.serving.metrics import ServingMetrics
 from tfqa.serving.servables import Model
 
@@ -22,11 +23,12 @@ class GrpcStartupError(TfqaError, RuntimeError):
 
 
 def start_grpc_server(model: Model, host: str, port: int, *, max_message_bytes: int, max_instances: int,
-                      batcher: Batcher | None = None, metrics: ServingMetrics | None = None,
-                      workers: int = DEFAULT_WORKERS) -> tuple[grpc.Server, int]:
+                      max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, batcher: Batcher | None = None,
+                      metrics: ServingMetrics | None = None, workers: int = DEFAULT_WORKERS) -> tuple[grpc.Server, int]:
     """Starts serving `model` on host:port (0: a free port) and returns (server, the port it listens on).
 
-    `max_message_bytes` caps a request (REST's body limit); the same `batcher` as
+    `max_message_bytes` caps a request (REST's body limit), `max_instances` and
+    `max_text_bytes` are REST's per-request limits; the same `batcher` as
     the REST app's merges requests from both. Stop it with `server.stop(grace)`.
     """
     if not 0 <= port <= 65535:
@@ -37,8 +39,8 @@ def start_grpc_server(model: Model, host: str, port: int, *, max_message_bytes: 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfqa-grpc"),
                          options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(model, max_instances=max_instances, max_elements=max_message_bytes, batcher=batcher,
-                          metrics=metrics), server)
+        PredictionService(model, max_instances=max_instances, max_elements=max_message_bytes,
+                          max_text_bytes=max_text_bytes, batcher=batcher, metrics=metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(model, metrics), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

@@ -25,6 +25,7 @@ from tfqa.grpcapi.tensors import decode_inputs, encode_outputs, select_outputs
 from tfqa.serving.batching import Batcher
 from tfqa.serving.errors import Code, ServingFailure
 from tfqa.serving.inputs import check_inputs
+from tfqa.serving.limits import DEFAULT_MAX_TEXT_BYTES
 from tfqa.serving.metrics import ServingMetrics
 from tfqa.serving.servables import Model
 
@@ -74,9 +75,11 @@ class _Calls:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata of one served `Model`."""
 
-    def __init__(self, model: Model, *, max_instances: int, max_elements: int, batcher: Batcher | None = None,
+    def __init__(self, model: Model, *, max_instances: int, max_elements: int,
+                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, batcher: Batcher | None = None,
                  metrics: ServingMetrics | None = None):
-        self.model, self.max_instances, self.max_elements, self.batcher = model, max_instances, max_elements, batcher
+        self.model, self.batcher = model, batcher
+        self.max_instances, self.max_elements, self.max_text_bytes = max_instances, max_elements, max_text_bytes
         self._calls = _Calls(metrics)
 
     def Predict(self, request, context):  # noqa: N802 - the generated stub's name
@@ -89,7 +92,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature_name = spec.signature_name or DEFAULT_SIGNATURE
         signature = servable.signature(signature_name)
         arrays = decode_inputs(request.inputs, signature, self.max_elements)
-        check_inputs(arrays, signature, self.max_instances)
+        check_inputs(arrays, signature, self.max_instances, self.max_text_bytes)
         outputs = (self.batcher.run(servable, signature, arrays) if self.batcher
                    else servable.run(signature, arrays))
         response = predict_pb2.PredictResponse()

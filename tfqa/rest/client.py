@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+from urllib.parse import quote
 
 import requests
 
 from tfqa.core.errors import TfqaError
+from tfqa.serving.limits import seconds_problem
 
 ANSWER_KEYS = ("answer", "score", "answer_start", "answer_end", "null_score_diff")
 _MODEL_URL = re.compile(r"(https?://[^/\s]+(?:/[^\s]*)?/v1/models/[^/:\s]+)(?:/versions/(\d+)|/labels/([^/:\s]+))?/?")
@@ -45,14 +47,21 @@ class ServingClient:
         if not match:
             raise ValueError(f"{server!r} is not a model URL like http://localhost:8501/v1/models/tfqa")
         base, url_version, url_label = match.groups()
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+            raise ValueError(f"version must be a non-negative integer, not {version!r}")
         version = version if version is not None else (int(url_version) if url_version else None)
-        label = label if label is not None else url_label
+        # A label given apart is one path segment, quoted ("../x" must not reach /v1/models/x:predict);
+        # one in the URL is already written as a URL segment.
+        label = quote(label, safe="") if label is not None else url_label
         if version is not None and label is not None:
             raise ValueError("give a version or a label, not both")
         if format not in ("row", "columnar"):
             raise ValueError(f"format must be 'row' or 'columnar', not {format!r}")
-        if batch_size < 1 or timeout <= 0:
-            raise ValueError("batch_size and timeout must be positive")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        problem = seconds_problem(timeout, "timeout")
+        if problem:
+            raise ValueError(problem)
         self.model_url = base + (f"/versions/{version}" if version is not None else "") + (
             f"/labels/{label}" if label is not None else "")
         self.signature_name, self.format, self.batch_size, self.timeout = signature_name, format, batch_size, timeout

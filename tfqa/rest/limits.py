@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfqa.serving.limits import seconds_problem
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
@@ -17,7 +19,6 @@ class ConnectionLimits:
         """What makes these limits unusable (empty when they are fine)."""
         out = [f"--max-connections must be at least 1, not {self.max_connections}"] if self.max_connections < 1 else []
         for name in ("read_timeout", "idle_timeout"):
-            value = getattr(self, name)
-            if not 0 < value < float("inf"):  # also refuses NaN
-                out.append(f"--{name.replace('_', '-')} must be a positive number of seconds, not {value}")
+            problem = seconds_problem(getattr(self, name), f"--{name.replace('_', '-')}")
+            out += [problem] if problem else []
         return out

@@ -38,12 +38,12 @@ from tfqa.rest.json_api import (check_batch_size, decode_inputs, dumps, encode_o
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.serving.batching import Batcher
 from tfqa.serving.batching_config import BatchingParameters
-from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from tfqa.serving.errors import Code
+from tfqa.serving.inputs import check_inputs
+from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES
+from tfqa.serving.metrics import PROMETHEUS_TEXT, ServingMetrics
 from tfqa.serving.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
                                     release_memory)
-from tfqa.serving.inputs import check_inputs
-from tfqa.serving.metrics import PROMETHEUS_TEXT, ServingMetrics
 
 # After requests this big, freed memory is handed back to the OS (see servables.release_memory).
 _BIG_BODY_BYTES = 256 * 1024
@@ -60,7 +60,8 @@ def _json_response(obj, status: int = 200) -> Response:
 
 
 def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
-            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None) -> dict:
+            max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None,
+            max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict:
     """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
 
     With a `batcher` (--enable_batching) the model call is merged with concurrent requests'.
@@ -71,7 +72,7 @@ def predict(model: Model, name: str, version: int | None, label: str | None, bod
     signature = servable.signature(signature_name)
     check_batch_size(doc, None, max_instances)
     request_format, arrays = decode_inputs(doc, signature.dtypes)
-    check_inputs(arrays, signature, max_instances)
+    check_inputs(arrays, signature, max_instances, max_text_bytes)
     try:
         outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
         return encode_outputs(outputs, request_format)
@@ -92,8 +93,9 @@ def version_number(text: str | None) -> int | None:
 
 def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
-              batching: BatchingParameters | None = None, *, batcher: Batcher | None = None,
-              metrics: ServingMetrics | None = None, request_timeout: float | None = None) -> Starlette:
+              batching: BatchingParameters | None = None, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, *,
+              batcher: Batcher | None = None, metrics: ServingMetrics | None = None,
+              request_timeout: float | None = None) -> Starlette:
     """The ASGI app serving an already loaded model; `batching` turns on server-side batching.
 
     `batcher` shares an existing batching queue (the gRPC server's); `metrics`
@@ -106,9 +108,9 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 
     async def endpoint(request: Request) -> Response:
         if metrics is None or request.url.path == metrics.path:
-            return await answer(request)
+            return await respond(request)
         start = time.perf_counter()
-        response = await answer(request)
+        response = await respond(request)
         name, api = getattr(request.state, "model_name", ""), getattr(request.state, "api", "")
         metrics.request(name, error_code(response.status_code), api, "REST", time.perf_counter() - start)
         return response
@@ -122,7 +124,7 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             raise ServingFailure(f"the request took longer than {request_timeout * 1000:g} ms "
                                  "(--rest_api_timeout_in_ms)", Code.DEADLINE_EXCEEDED) from None
 
-    async def answer(request: Request) -> Response:
+    async def respond(request: Request) -> Response:
         method, path = request.method, request.url.path
         try:
             if metrics is not None and method == "GET" and path == metrics.path:
@@ -140,7 +142,7 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
                 return _json_response(await predict_in_thread(model, name, version_number(version), label, body,
-                                                              max_instances, batcher))
+                                                              max_instances, batcher, max_text_bytes))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
@@ -150,6 +152,10 @@ def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 answer = model.metadata if metadata else model.status
                 return _json_response(answer(name, version_number(version), label))
             raise RequestError(f"Malformed request: {method} {path}")
+        except asyncio.CancelledError:
+            # SIGTERM, and the graceful-shutdown wait (5 s) ran out while the model computed: an answer, not
+            # a CancelledError traceback per request (issue 20 #12).
+            return _json_response({"error": "the server is shutting down; the request was not finished"}, 503)
         except RequestError as e:
             return _json_response({"error": str(e)}, e.status)
         except ServingFailure as e:
@@ -174,20 +180,21 @@ def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes
                all_versions: bool = False, labels: dict[str, int] | None = None,
                max_instances: int = DEFAULT_MAX_INSTANCES,
                read_timeout: float = ConnectionLimits.read_timeout,
-               batching: BatchingParameters | None = None) -> Starlette:
+               batching: BatchingParameters | None = None,
+               max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Starlette:
     """Loads the export directory `model_dir` (see `tfqa.serving.servables.load_model`) and returns the ASGI app.
 
     Raises `ModelDirError` (one line) when the directory cannot be served.
     """
     return build_app(load_model(model_dir, name, all_versions=all_versions, labels=labels), max_body_bytes,
-                     max_instances, read_timeout, batching)
+                     max_instances, read_timeout, batching, max_text_bytes)
 
 
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
           labels: dict[str, int] | None = None, max_instances: int = DEFAULT_MAX_INSTANCES,
           limits: ConnectionLimits = ConnectionLimits(), batching: BatchingParameters | None = None,
-          reporter: Reporter = SILENT) -> None:
+          reporter: Reporter = SILENT, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
     """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
 
     Reports one line with the model URL once requests are accepted; `port=0`
@@ -197,6 +204,7 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
     problems = limits.problems()
     problems += [f"--max-body-bytes must be positive, not {max_body_bytes}"] if max_body_bytes < 1 else []
     problems += [f"--max-instances must be positive, not {max_instances}"] if max_instances < 1 else []
+    problems += [f"--max-text-bytes must be positive, not {max_text_bytes}"] if max_text_bytes < 1 else []
     if problems:
         raise StartupError("; ".join(problems))
     try:
@@ -204,7 +212,8 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, n
         find_versions(model_dir)  # fails fast, before the port and TensorFlow
         sock = listen(host, port)
         app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels,
-                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching)
+                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching,
+                         max_text_bytes=max_text_bytes)
     except ModelDirError as e:
         raise StartupError(str(e)) from None
     model: Model = app.state.model

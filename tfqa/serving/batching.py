@@ -23,6 +23,7 @@ else runs alone, exactly as without batching.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -31,11 +32,12 @@ import numpy as np
 
 from tfqa.serving.batching_config import BatchingParameters
 from tfqa.serving.errors import Code, ServingFailure
-from tfqa.serving.servables import Servable, Signature
 from tfqa.serving.metrics import ServingMetrics
+from tfqa.serving.servables import Servable, Signature
 
 SHUTTING_DOWN = "the server is shutting down"
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
+log = logging.getLogger("tfqa.serving.batching")
 
 
 class _Task:
@@ -45,12 +47,14 @@ class _Task:
         self.arrays, self.size = arrays, size
         self.pieces: dict[int, dict[str, np.ndarray]] = {}  # row offset → outputs of those rows
         self.pending = 0
+        self.finished: set[int] = set()  # offsets of the pieces answered (a failing thread skips them)
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.enqueued = time.monotonic()
 
     def finish_piece(self, offset: int, outputs: dict | None, error: BaseException | None) -> None:
         # Called under the batcher's lock, so `pending` needs no lock of its own.
+        self.finished.add(offset)
         if error is not None and self.error is None:
             self.error = error
         if outputs is not None:
@@ -109,6 +113,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._queues: dict[tuple, deque[_Batch]] = {}
         self._threads: list[threading.Thread] = []
+        self._thread_limit = params.num_batch_threads  # lowered when the system refuses more threads
         self._closed = False
         self.batches_run = 0  # model calls made (tests and benchmarks read the merge rate off it)
 
@@ -156,11 +161,21 @@ class Batcher:
             offset += count
 
     def _start_threads(self) -> None:
-        while len(self._threads) < self.params.num_batch_threads:
+        """Starts the batch threads still missing; when the system has no more, serves with those it has."""
+        while len(self._threads) < min(self.params.num_batch_threads, self._thread_limit):
             thread = threading.Thread(target=self._work, name=f"{self.params.thread_pool_name}_{len(self._threads)}",
                                       daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread": do not try again on every request
+                self._thread_limit = len(self._threads)
+                log.warning("could start only %d of %d batch threads", len(self._threads),
+                            self.params.num_batch_threads)
+                if not self._threads:
+                    raise ServingFailure("cannot start a batch thread (the system has no more threads)",
+                                         Code.UNAVAILABLE) from None
+                return
             self._threads.append(thread)
-            thread.start()
 
     def _next_batch(self) -> tuple[_Batch | None, float | None]:
         """(the oldest batch ready to run, None) or (None, seconds until one may be ready; None: no batch)."""
@@ -183,15 +198,31 @@ class Batcher:
 
     def _work(self) -> None:
         while True:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        return
-                    batch, wait = self._next_batch()
-                    if batch is not None:
-                        break
-                    self._cond.wait(wait)
-            self._run_batch(batch)
+            batch = None
+            try:
+                with self._cond:
+                    while True:
+                        if self._closed:
+                            return
+                        batch, wait = self._next_batch()
+                        if batch is not None:
+                            break
+                        self._cond.wait(wait)
+                self._run_batch(batch)
+            except Exception as e:  # noqa: BLE001 - a bug here must not leave requests waiting forever
+                log.exception("batch thread error; failing the requests it holds")
+                self._fail_all(batch, ServingFailure(f"batching failed: {type(e).__name__}: {e}", Code.INTERNAL))
+
+    def _fail_all(self, batch: _Batch | None, error: ServingFailure) -> None:
+        """Answers `error` to the requests of `batch` and of every queue (nothing is known to be sound)."""
+        with self._cond:
+            batches = ([batch] if batch is not None else []) + [b for queue in self._queues.values() for b in queue]
+            for queue in self._queues.values():
+                queue.clear()
+            for failed in batches:
+                for task, offset, _ in failed.slices:
+                    if offset not in task.finished:
+                        task.finish_piece(offset, None, error)
 
     def _run_batch(self, batch: _Batch) -> None:
         if self.metrics is not None:  # TF Serving's queuing latency: enqueued → its batch's model call starts

@@ -21,12 +21,21 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tfqa.core.errors import TfqaError
+from tfqa.serving.limits import MAX_TIMEOUT_SECONDS
 
 # (name, field number, type): the BatchingParameters fields TF Serving 2.x documents for --batching_parameters_file.
 _FIELDS = (("max_batch_size", 1, "Int64Value"), ("batch_timeout_micros", 2, "Int64Value"),
            ("max_enqueued_batches", 3, "Int64Value"), ("num_batch_threads", 4, "Int64Value"),
            ("thread_pool_name", 5, "StringValue"), ("allowed_batch_sizes", 6, "repeated int64"),
            ("pad_variable_length_inputs", 7, "BoolValue"))
+
+
+# Upper bounds: what this server can honour, beyond TF Serving's own checks (issue 20 #12, #13).
+MAX_BATCH_SIZE = 65536  # rows in one model call: a 1-row request may be padded to the next allowed size
+MAX_BATCH_THREADS = 256  # each holds a thread and its stack; 200,000 left every request "can't start new thread"
+MAX_BATCH_TIMEOUT_MICROS = int(MAX_TIMEOUT_SECONDS * 1e6)  # a day: longer waits overflow the clocks
+_UPPER = {"max_batch_size": MAX_BATCH_SIZE, "num_batch_threads": MAX_BATCH_THREADS,
+          "batch_timeout_micros": MAX_BATCH_TIMEOUT_MICROS, "max_enqueued_batches": 2**31 - 1}
 
 
 class BatchingConfigError(TfqaError, ValueError):
@@ -57,6 +66,9 @@ class BatchingParameters:
                 raise BatchingConfigError(f"{where}: {name} must be at least 1, not {getattr(self, name)}")
         if self.batch_timeout_micros < 0:
             raise BatchingConfigError(f"{where}: batch_timeout_micros must be >= 0, not {self.batch_timeout_micros}")
+        for name, upper in _UPPER.items():
+            if getattr(self, name) > upper:
+                raise BatchingConfigError(f"{where}: {name} must be at most {upper}, not {getattr(self, name)}")
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:

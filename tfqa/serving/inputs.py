@@ -4,7 +4,7 @@ A front end decodes its wire format (JSON for REST, TensorProtos for gRPC) into
 NumPy arrays; these checks then refuse, with TensorFlow's INVALID_ARGUMENT
 (REST: 400), what the signature cannot take: too many instances, a rank or a
 fixed dimension it does not have, an empty question or context, question and
-context batches of different sizes.
+context batches of different sizes, more text than one request may make the model read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfqa.serving.errors import Code, ServingFailure
-from tfqa.serving.limits import check_instance_count
+from tfqa.serving.limits import DEFAULT_MAX_TEXT_BYTES, check_instance_count
 
 # Inputs of the QA signature that must hold text: an empty question or context has no answer to look for.
 TEXT_INPUTS = ("question", "context")
@@ -43,10 +43,22 @@ def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
                              f"({arrays['question'].shape[0]} and {arrays['context'].shape[0]})", Code.INVALID_ARGUMENT)
 
 
-def check_inputs(arrays: dict[str, np.ndarray], signature, max_instances: int) -> None:
+def check_text_bytes(arrays: dict, dtypes: dict[str, str], limit: int) -> None:
+    """Refuses requests with more than `limit` bytes in their string inputs: the bound on one request's work."""
+    total = sum(len(value) for name, array in arrays.items() if dtypes.get(name) == "string"
+                for value in array.ravel())
+    if total > limit:
+        raise ServingFailure(f"the request has {total} bytes of text; this server takes at most {limit} per request "
+                             "(--max-text-bytes): send shorter contexts or fewer instances per request",
+                             Code.INVALID_ARGUMENT)
+
+
+def check_inputs(arrays: dict[str, np.ndarray], signature, max_instances: int,
+                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
     """All of the above for a request to `signature` (a `tfqa.serving.servables.Signature`)."""
     counts = [array.shape[0] for array in arrays.values() if array.ndim]
     if counts:
         check_instance_count(max(counts), max_instances)
     check_shapes(arrays, signature.shapes, signature.name)
     check_text_inputs(arrays, signature.dtypes)
+    check_text_bytes(arrays, signature.dtypes, max_text_bytes)

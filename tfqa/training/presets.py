@@ -9,13 +9,18 @@ differs for a preset is here; the rest of tfqa asks `preset_of(config)`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from tfqa.core.config import TrainConfig
-from tfqa.core.files import write_json_atomic
+from tfqa.core.files import json_text, write_text_atomic
+from tfqa.core.progress import SILENT, Reporter
+from tfqa.core.run_dir import DATA_DIR, RunDirError
+from tfqa.core.run_record import recorded
 from tfqa.core.squad import is_tfds_name
+from tfqa.core.vocab import SPECIAL_TOKENS
 
 SMOKE_VOCAB = "smoke_vocab.txt"
 
@@ -30,6 +35,7 @@ class Preset:
     build: Callable[[TrainConfig, list], tuple]  # (config, training texts) → (model, tokenizer)
     model_description: str  # what `inspect` says the model is
     shared_files: tuple[str, ...] = field(default=())  # made once by the chief; other workers copy them
+    scratch_files: tuple[str, ...] = field(default=())  # needed while training only: removed at the end if tfqa's
     max_seq_length: int = 512  # the longest window its model is built for (BERT's), so memory stays bounded
 
     def problems(self, config: TrainConfig) -> list[str]:
@@ -39,20 +45,55 @@ class Preset:
                     f"takes ({self.max_seq_length} positions)"]
         return []
 
-    def prepare_data(self, config: TrainConfig) -> TrainConfig:
+    def prepare_data(self, config: TrainConfig, reporter: Reporter = SILENT) -> TrainConfig:
         """Writes the preset's train/dev data into OUTPUT_DIR/data/ and points the config at it.
 
         Only where the config still names the default TFDS data: a --train_file
-        or --predict_file given on the command line is used as given.
+        or --predict_file given on the command line is used as given. A file
+        tfqa did not write never is replaced: a RunDirError says how to use it.
+        A shared file of the preset (its vocab) that stands there already is the
+        user's choice: it is used, and `reporter` says so.
         """
-        train, dev = self.datasets()
-        data_dir = Path(config.output_dir) / "data"
+        out = Path(config.output_dir)
         changes = {}
-        if is_tfds_name(config.train_file):
-            changes["train_file"] = str(write_json_atomic(data_dir / "train.json", train))
-        if is_tfds_name(config.predict_file):
-            changes["predict_file"] = str(write_json_atomic(data_dir / "dev.json", dev))
+        for flag, name, data in zip(("train_file", "predict_file"), ("train.json", "dev.json"), self.datasets()):
+            if is_tfds_name(getattr(config, flag)):
+                changes[flag] = str(_write_own(out, f"{DATA_DIR}/{name}", json_text(data), f"--{flag}"))
+        for name in self.shared_files:
+            if (out / name).exists() and not recorded(out, name):
+                reporter.note(f"--preset {self.name}: using the {out / name} that was there already "
+                              "(remove it to make a new one)")
         return config.replace(**changes)
+
+
+def _write_own(out: Path, rel: str, text: str, flag: str) -> Path:
+    """Writes OUTPUT_DIR/rel unless a file tfqa did not write stands there (the same text is fine: nothing is lost)."""
+    path = out / rel
+    if os.path.lexists(path) and not recorded(out, rel):
+        try:
+            same = path.read_bytes() == text.encode("utf-8")
+        except OSError:
+            same = False
+        if same:
+            return path
+        raise RunDirError(f"{path}: holds a file tfqa did not write, where the preset writes its data; pass "
+                          f"{flag} {path} to use it, or choose another --output_dir")
+    return write_text_atomic(path, text)
+
+
+def check_vocab(path: Path) -> None:
+    """A WordPiece vocab file the smoke model can use (one token per line, BERT's special tokens, no repeats)."""
+    try:
+        tokens = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path}: unreadable vocab ({type(e).__name__}: {e})") from None
+    problems = [f"no {t} token" for t in SPECIAL_TOKENS if t not in tokens]
+    if len(set(tokens)) != len(tokens):
+        problems.append("repeated tokens")
+    if "" in tokens:
+        problems.append("empty lines")
+    if problems:
+        raise RunDirError(f"{path}: not a WordPiece vocab ({', '.join(problems)}); remove it to make a new one")
 
 
 def _smoke_datasets():
@@ -69,6 +110,7 @@ def _smoke_model(config: TrainConfig, texts: list):
     # the first run is kept: a resumed run must rebuild exactly the model its backup holds.
     vocab = Path(config.output_dir) / SMOKE_VOCAB
     if vocab.exists():
+        check_vocab(vocab)
         tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
     else:
         tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
@@ -85,6 +127,7 @@ SMOKE = Preset(
     build=_smoke_model,
     model_description="built from scratch (--preset smoke)",
     shared_files=(SMOKE_VOCAB,),
+    scratch_files=(SMOKE_VOCAB,),  # the run's tokenizer saves the same tokens as vocab.txt
 )
 PRESETS = {SMOKE.name: SMOKE}
 

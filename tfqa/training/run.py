@@ -24,6 +24,7 @@ from tfqa.core.progress import SILENT, Reporter
 from tfqa.core.history import finished_training
 from tfqa.core.interrupts import deferred_interrupts
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
+from tfqa.core.run_record import RunRecord
 from tfqa.core.squad import DataError, load_squad, squad_version
 from tfqa.modeling.checkpoints import check_window
 from tfqa.modeling.precision import float32_logits, precision
@@ -106,6 +107,8 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
 def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, backup: Path, reporter: Reporter,
                         verbose: int) -> dict:
     out = Path(config.output_dir)
+    preset = preset_of(config)
+    record = RunRecord.begin(out, also=preset.shared_files if preset else ())  # before anything is written
     tf.keras.utils.set_random_seed(config.seed)
 
     train_examples = load_examples(config.train_file, config.max_train_samples, "--train_file") if config.train else []
@@ -124,6 +127,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         float32_logits(model)
     # The folder appears once the data and the model have loaded: a run that fails on them leaves nothing behind.
     out.mkdir(parents=True, exist_ok=True)
+    record.save()
     replicas = strategy.num_replicas_in_sync
     eval_batch = config.eval_batch_size * replicas
     eval_features = make_features(eval_examples, tokenizer, config, "evaluation", reporter=reporter) \
@@ -157,7 +161,8 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         else:
             try:
                 fit(trainee, features, config, strategy,
-                    training_callbacks(out, config, recorder, evaluator, backup, reporter),
+                    [*training_callbacks(out, config, recorder, evaluator, backup, reporter),
+                     tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: record.save())],
                     verbose=verbose)
             except BaseException:
                 with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
@@ -166,7 +171,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         history = recorder.epochs()
 
     model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    record.add(tokenizer.save_pretrained(str(out)))
     save_settings(out, config)
 
     results: dict = {}
@@ -203,6 +208,11 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         progress.done(f": version {exported.version}, {exported.path}"
                       + (f" ({exported.note})" if exported.note else ""))
         extra["export"] = str(exported.path)
+        record.add([exported.path])  # when --export_dir is inside the run folder
     if recorder is not None:
         recorder.finish(final=results or None, config=config.to_dict(), **extra)
+    # Leftovers of training: the preset's scratch files, the backup folder tf-keras has emptied.
+    for name in (*(preset.scratch_files if preset else ()), f"{BACKUP_DIR}/chief", BACKUP_DIR):
+        record.discard(name)
+    record.finish(trained=bool(train_examples))
     return {**results, "epochs": history, **extra}

@@ -77,6 +77,22 @@ def is_chief_task(task_type: str | None, task_id: int | None, cluster: dict | No
     return task_type == "worker" and int(task_id or 0) == 0 and not cluster.get("chief")
 
 
+def chief_process(tf_config: str | dict | None = None) -> bool:
+    """`is_chief_task` for this process from TF_CONFIG alone, before any strategy exists (True without a cluster,
+    or when TF_CONFIG cannot be read: `make_strategy` then fails with the reason)."""
+    try:
+        parsed = parse_tf_config(tf_config)
+        if training_tasks(parsed) <= 1:
+            return True
+    except ValueError:
+        return True
+    task = parsed.get("task") if isinstance(parsed.get("task"), dict) else {}
+    try:
+        return is_chief_task(task.get("type"), task.get("index"), parsed.get("cluster"))
+    except (TypeError, ValueError):
+        return True
+
+
 def choose_strategy(name: str = "auto", tf_config: str | dict | None = None, tpu_present: bool | None = None,
                     gpus: int | None = None) -> str:
     """The strategy `name` resolves to: one of "multi_worker", "tpu", "mirrored", "default", "one_device".
