@@ -182,3 +182,11 @@ def fake_export(tmp_path_factory, name: str) -> Path:
     base = tmp_path_factory.mktemp(name) / "tfqa"
     build_fake_qa_model(base / "1")
     return base
+
+
+def two_version_export(tmp_path_factory, name: str) -> Path:
+    """A module's fake export base `<tmp>/<name>/tfqa`: version 1 (first word, with warm-up), 2 (last word)."""
+    base = tmp_path_factory.mktemp(name) / "tfqa"
+    build_fake_qa_model(base / "1", warmup=True)
+    build_fake_qa_model(base / "2", word="last")
+    return base

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
-from serving_helpers import TestClient, build_fake_qa_model, expected_answer
+from serving_helpers import TestClient, expected_answer, two_version_export
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
@@ -32,10 +32,7 @@ QA = {"question": "Who is it?", "context": "Denver Broncos won"}
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """export/tfqa versions 1 (first word) and 2 (last word), both loaded, `stable` labelling version 1."""
-    base = tmp_path_factory.mktemp("grpc") / "tfqa"
-    build_fake_qa_model(base / "1", warmup=True)
-    build_fake_qa_model(base / "2", word="last")
-    return load_model(base, all_versions=True, labels={"stable": 1})
+    return load_model(two_version_export(tmp_path_factory, "grpc"), all_versions=True, labels={"stable": 1})
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import tensorflow as tf
 import yaml
 from helpers import ROOT
 from prometheus_client.parser import text_string_to_metric_families
-from serving_helpers import TestClient, build_fake_qa_model, expected_answer, free_port, start_serve
+from serving_helpers import TestClient, expected_answer, free_port, start_serve, two_version_export
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfqa.apps.cli import main
@@ -29,10 +29,7 @@ QA = {"question": "Who is it?", "context": "Denver Broncos won"}
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("model_server") / "tfqa"
-    build_fake_qa_model(base / "1", warmup=True)
-    build_fake_qa_model(base / "2", word="last")
-    return base
+    return two_version_export(tmp_path_factory, "model_server")
 
 
 def adjusted_models_config(export_dir, tmp_path, second_model: bool = False):
