@@ -249,3 +249,23 @@ def test_grpc_unknown_signature_dtype_mismatch_names_both(predictions):
     with pytest.raises(grpc.RpcError) as raised:
         predictions.Predict(request, timeout=30)
     assert raised.value.details() == "input 'question' is a int32 tensor but signature 'serving_default' expects string"
+
+
+def test_grpc_request_past_its_deadline_is_not_run(model, monkeypatch):
+    """A request still queued when its deadline passes gets DEADLINE_EXCEEDED without a model call."""
+    from tfqa.grpcapi.service import PredictionService
+
+    class Expired:
+        def time_remaining(self):
+            return 0.0
+
+        def abort(self, code, details):
+            raise RuntimeError(code, details)
+
+    calls = []
+    monkeypatch.setattr(model.latest, "run", lambda *args: calls.append(args))
+    service = PredictionService(model, max_instances=4, max_elements=MAX_BODY)
+    with pytest.raises(RuntimeError) as aborted:
+        service.Predict(predict_request({"question": ["Who?"], "context": ["a b"]}), Expired())
+    assert aborted.value.args == (grpc.StatusCode.DEADLINE_EXCEEDED, "the request's deadline passed before it could run")
+    assert calls == []

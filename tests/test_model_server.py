@@ -18,6 +18,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfqa.apps.cli import main
 from tfqa.apps.model_config import load_models, read_model_config
+from tfqa.apps.model_server import parse_model_server_args
 from tfqa.grpcapi.server import start_grpc_server
 from tfqa.rest.server import build_app
 from tfqa.serving.batching import Batcher
@@ -92,21 +93,33 @@ def test_docker_compose_command_runs_locally_with_paths_adjusted(export_dir, tmp
 
 
 def test_models_config_serves_two_models_and_a_labelled_version(export_dir, tmp_path):
-    models = load_models(read_model_config(adjusted_models_config(export_dir, tmp_path, second_model=True)), "cfg")
-    assert models.describe() == "tfqa (version 2), tfqa_pinned (versions 1, 2)"
-    rest = TestClient(build_app(models))
-    server, port = start_grpc_server(models, "127.0.0.1", 0, max_message_bytes=1 << 20, max_instances=8)
+    """serve/models.config's list (path adjusted) plus a second, pinned model with a label, through the command."""
+    config = adjusted_models_config(export_dir, tmp_path, second_model=True)
+    grpc_port = free_port()
+    proc, url, line = start_serve(f"--model_config_file={config}", f"--port={grpc_port}",
+                                  f"--rest_api_port={free_port()}", "--file_system_poll_wait_seconds=0",
+                                  command="model-server")
     try:
-        for name, label, url, word in [("tfqa", None, "/v1/models/tfqa", "last"),
-                                       ("tfqa_pinned", None, "/v1/models/tfqa_pinned", "last"),
-                                       ("tfqa_pinned", "stable", "/v1/models/tfqa_pinned/labels/stable", "first")]:
-            answer = rest.post(url + ":predict", json={"instances": [QA]}).json()["predictions"][0]
-            assert answer == expected_answer(**QA, word=word) == grpc_predict(port, name, label), url
-        assert rest.get("/v1/models/tfqa_pinned/versions/1").status_code == 200
-        assert rest.get("/v1/models/tfqa/versions/1").status_code == 404  # latest policy: version 2 only
-        assert rest.get("/v1/models/other").json() == {"error": "Could not find any versions of model other"}
+        assert line.startswith(f"Serving tfqa (version 2), tfqa_pinned (versions 1, 2) over gRPC at 127.0.0.1:{grpc_port}")
+        root = url.rsplit("/", 1)[0]
+        for name, label, path, word in [("tfqa", None, "/tfqa", "last"), ("tfqa_pinned", None, "/tfqa_pinned", "last"),
+                                        ("tfqa_pinned", "stable", "/tfqa_pinned/labels/stable", "first")]:
+            answer = requests.post(root + path + ":predict", json={"instances": [QA]}, timeout=30).json()
+            assert answer["predictions"][0] == expected_answer(**QA, word=word) == grpc_predict(grpc_port, name, label)
+        assert requests.get(root + "/tfqa_pinned/versions/1", timeout=30).status_code == 200
+        assert requests.get(root + "/tfqa/versions/1", timeout=30).status_code == 404  # latest policy: 2 only
+        assert requests.get(root + "/other", timeout=30).json() == {"error": "Could not find any versions of model other"}
     finally:
-        server.stop(None)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_unknown_tf_serving_flags_are_returned_to_be_noted_not_refused():
+    args, ignored = parse_model_server_args(["--model_base_path=/x", "--tensorflow_intra_op_parallelism=2",
+                                             "--enable_batching=false", "--rest_api_num_threads=8"])
+    assert ignored == ["--tensorflow_intra_op_parallelism=2", "--rest_api_num_threads=8"]
+    assert (args.model_name, args.port, args.rest_api_port, args.enable_batching) == ("default", 8500, 0, False)
+    assert parse_model_server_args(["--model_base_path=/x", "--enable_batching"])[0].enable_batching is True
 
 
 @pytest.mark.parametrize("text, message", [
