@@ -21,8 +21,7 @@ from tfqa.serving import batching
 from tfqa.serving.batching import QUEUE_FULL, Batcher
 from tfqa.serving.batching_config import (MAX_BATCH_TIMEOUT_MICROS, BatchingConfigError, BatchingParameters,
                                           parse_batching_parameters, read_batching_parameters)
-from tfqa.serving.errors import ServingFailure
-from tfqa.serving.servables import load_model
+from tfqa.serving.servables import ServingFailure, load_model
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 

@@ -10,10 +10,12 @@ import pytest
 from helpers import ROOT
 
 # Modules a person uses without TensorFlow: the public API, the CLI's parser, data checks and metrics,
-# run reports, and listing export versions.
+# run reports, listing export versions, and reading answers and serving configs.
 TF_FREE = ["tfqa", "tfqa.core.squad", "tfqa.core.features", "tfqa.core.decoding", "tfqa.core.metrics",
            "tfqa.core.config", "tfqa.core.run_dir", "tfqa.core.history", "tfqa.core.files",
-           "tfqa.export.versions", "tfqa.serving.servables", "tfqa.apps.cli", "tfqa.apps.report",
+           "tfqa.export.versions", "tfqa.export.names", "tfqa.serving.servables", "tfqa.serving.answers",
+           "tfqa.serving.live", "tfqa.serving.model_config", "tfqa.serving.export_answerer", "tfqa.apps.cli",
+           "tfqa.apps.report",
            "tfqa.training.presets", "tfqa.core.null_threshold", "tfqa.apps.answerer"]
 
 

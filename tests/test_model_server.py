@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import time
 
@@ -17,13 +18,14 @@ from serving_helpers import TestClient, expected_answer, free_port, start_serve,
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfqa.apps.cli import main
-from tfqa.apps.model_config import load_models, read_model_config
 from tfqa.apps.model_server import parse_model_server_args
 from tfqa.grpcapi.server import start_grpc_server
 from tfqa.rest.server import build_app
 from tfqa.serving.batching import Batcher
 from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.live import load_models
 from tfqa.serving.metrics import ServingMetrics, read_monitoring_config
+from tfqa.serving.model_config import read_model_config
 
 QA = {"question": "Who is it?", "context": "Denver Broncos won"}
 
@@ -123,14 +125,12 @@ def test_unknown_tf_serving_flags_are_returned_to_be_noted_not_refused():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('model_config_list { config { name: "tfqa" base_path: "BASE" version_labels { key: "stable" value: 1 } } }',
-     "label stable names version 1, which the version policy does not serve (served: 2)"),
     ('model_config_list { config { name: "tfqa" base_path: "BASE" model_version_policy { specific { versions: 7 } } '
-     '} }', "specific versions 7 not in"),
+     '} }', "is in the version policy specific {versions: 7}"),
     ('model_config_list { config { name: "a" base_path: "BASE" } config { name: "a" base_path: "BASE" } }',
-     "every model needs a name of its own"),
+     'a second model named "a"'),
     ('model_config_list { config { nme: "tfqa" } }', 'has no field named "nme"'),
-    ("", "no model_config_list"),
+    ("", "model_config_list has no config"),
 ])
 def test_bad_model_config_files_are_one_line_errors(export_dir, tmp_path, capsys, text, message):
     path = tmp_path / "models.config"
@@ -177,9 +177,20 @@ def samples(text: str) -> dict:
     return {f.name: [(s.name, s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)}
 
 
-def test_metrics_count_every_rest_and_grpc_request_with_latency_histograms(export_dir, tmp_path):
+def test_metrics_count_every_rest_and_grpc_request_and_live_loads(export_dir, tmp_path):
+    """Also: a broken newest version (4) beside a good new one (3) gets 3 served in the same poll."""
     metrics = ServingMetrics("/metrics")
-    models = load_models(read_model_config(adjusted_models_config(export_dir, tmp_path)), "cfg", metrics)
+    base = tmp_path / "tfqa"
+    shutil.copytree(export_dir / "2", base / "2")
+    models = load_models(read_model_config(adjusted_models_config(base, tmp_path)))
+    models.on_load = metrics.load  # what tfqa model-server does: live loads are counted
+    shutil.copytree(export_dir / "1", base / ".tmp-3")  # as an export writes a version: a temporary name, renamed
+    (base / ".tmp-3").rename(base / "3")
+    (base / "4").mkdir()
+    (base / "4" / "saved_model.pb").write_bytes(b"broken")
+    models.poll()
+    # 4 failed to load, so the policy (the newest) picks 3 in the same poll: never a moment with no version.
+    assert sorted(models.models["tfqa"].servables) == [3]
     batcher = Batcher(BatchingParameters(max_batch_size=4, num_batch_threads=1), metrics)
     rest = TestClient(build_app(models, batcher=batcher, metrics=metrics))
     server, port = start_grpc_server(models, "127.0.0.1", 0, max_message_bytes=1 << 20, max_instances=8,
@@ -208,8 +219,8 @@ def test_metrics_count_every_rest_and_grpc_request_with_latency_histograms(expor
     assert latency == {("predict", "REST"): 5, ("", "REST"): 1, ("Predict", "GRPC"): 3}
     queued = [s[2] for s in got[":tensorflow:serving:batching_session:queuing_latency"] if s[0].endswith("_count")]
     assert queued == [8]  # every batched predict, REST and gRPC
-    loads = {s[1]["status"]: s[2] for s in got[":tensorflow:cc:saved_model:load_attempt_count"]}
-    assert loads == {"success": 1}
+    loads = {(s[1]["model_path"], s[1]["status"]): s[2] for s in got[":tensorflow:cc:saved_model:load_attempt_count"]}
+    assert loads == {(str(base / "3"), "success"): 1, (str(base / "4"), "fail"): 1}
 
 
 def test_rest_api_timeout_answers_504(export_dir, monkeypatch):

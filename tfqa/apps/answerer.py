@@ -22,38 +22,19 @@ what a person calls, like the command line. `import tfqa` stays TensorFlow-free:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from tfqa.apps.quiet import quiet_while
 from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
 from tfqa.core.run_dir import MODEL_CONFIG_FILE
 from tfqa.export.versions import is_export
+from tfqa.serving.answers import Answer, Span, float32
 
 
 class AnswererLoadError(TfqaError, ValueError):
     """The path is neither a training run directory nor an export; one line."""
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """One question's decoded result: the answer and its span (-1 offsets when ""), and the best spans."""
-
-    answer: str
-    score: float
-    start: int
-    end: int
-    null_score_diff: float | None
-    spans: list[dict]
-
-
-def _float32(value) -> float:
-    # The shortest text of the float32 value, as the export and TF Serving's JSON give scores:
-    # the same number whichever way a question was answered.
-    return float(str(np.float32(value)))
 
 
 class _RunDir:
@@ -69,7 +50,7 @@ class _RunDir:
         self.max_top_k = self.config.n_best_size
         self.description = f"{path} (training run, answered by the Python pipeline)"
 
-    def answer(self, questions: list[str], contexts: list[str]) -> list[_Scored]:
+    def answer(self, questions: list[str], contexts: list[str]) -> list[Answer]:
         from tfqa.core.features import prepare_features
         from tfqa.core.squad import Example
         from tfqa.modeling.prediction import predict_answers
@@ -80,60 +61,37 @@ class _RunDir:
                                                         self.batch_size)
         results = []
         for e in examples:
-            spans = [{"answer": x["text"], "score": x["start_logit"] + x["end_logit"], "start": x["answer_start"],
-                      "end": x["answer_start"] + len(x["text"])} for x in nbest[e.id] if x["text"]]
-            best_score = spans[0]["score"] if spans else 0.0  # decoding's score when there is no span
+            # The n-best entries as the export's candidates: the same Span records, scored alike.
+            spans = [Span(x["text"], x["start_logit"] + x["end_logit"], x["answer_start"],
+                          x["answer_start"] + len(x["text"])) for x in nbest[e.id] if x["text"]]
+            best_score = spans[0].score if spans else 0.0  # decoding's score when there is no span
             diff = null_odds.get(e.id)
             answered = bool(predictions[e.id])
             # As the export: an answer's score is its span's, a SQuAD 2.0 "no answer"'s the null score.
             score = best_score if answered or diff is None else diff + best_score
-            results.append(_Scored(predictions[e.id], _float32(score), spans[0]["start"] if answered else -1,
-                                   spans[0]["end"] if answered else -1, None if diff is None else _float32(diff),
-                                   [{**s, "score": _float32(s["score"])} for s in spans]))
+            results.append(Answer(predictions[e.id], float32(score), spans[0].start if answered else -1,
+                                  spans[0].end if answered else -1, None if diff is None else float32(diff),
+                                  tuple(replace(s, score=float32(s.score)) for s in spans)))
         return results
 
 
 class _Export:
-    """One version of a raw-text tfqa export, loaded as `python -m tfqa serve` loads it."""
+    """The newest version of a raw-text tfqa export (`tfqa.serving.export_answerer`, shared with the demo)."""
 
     def __init__(self, path: Path, batch_size: int):
-        from tfqa.export.versions import is_version_name
-        from tfqa.serving.servables import find_versions, load_servable
+        from tfqa.serving.export_answerer import ExportAnswerer, NotRawText
 
-        if (path / "saved_model.pb").exists():
-            version = int(path.name) if is_version_name(path.name) else 0
-        else:
-            version, path = max(find_versions(path).items())
-        self.servable = load_servable(version, path)
-        self.signature = self.servable.signature("serving_default")
-        if set(self.signature.dtypes) != {"question", "context"}:
-            raise AnswererLoadError(f"{path}: serving_default takes {', '.join(sorted(self.signature.dtypes))}, "
-                                    "not raw question + context text; QuestionAnswerer needs a raw-text tfqa export")
+        try:
+            self.answerer = ExportAnswerer(path, "QuestionAnswerer")
+        except NotRawText as e:
+            raise AnswererLoadError(str(e)) from None
         self.batch_size = batch_size
-        # The number of candidate slots is not in the signature (a dynamic dimension): ask once.
-        probe = self.servable.run(self.signature, {"question": np.array([b"?"], dtype=object),
-                                                   "context": np.array([b"probe"], dtype=object)})
-        self.max_top_k = probe["candidate_answers"].shape[1] if "candidate_answers" in probe else 1
-        self.description = f"{path} (export version {version})"
+        self.max_top_k = self.answerer.candidate_slots
+        self.description = f"{self.answerer.servable.path} (export version {self.answerer.version})"
 
-    def answer(self, questions: list[str], contexts: list[str]) -> list[_Scored]:
-        from tfqa.rest.json_api import encode_outputs
-
-        results = []
-        for i in range(0, len(questions), self.batch_size):
-            arrays = {"question": np.array([q.encode() for q in questions[i:i + self.batch_size]], dtype=object),
-                      "context": np.array([c.encode() for c in contexts[i:i + self.batch_size]], dtype=object)}
-            # The JSON rows `python -m tfqa serve` would send, so `ask --model` prints what `ask --server` does.
-            for row in encode_outputs(self.servable.run(self.signature, arrays), "row")["predictions"]:
-                spans = [{"answer": t, "score": s, "start": a, "end": b} for t, s, a, b in zip(
-                    row.get("candidate_answers", []), row.get("candidate_scores", []),
-                    row.get("candidate_starts", []), row.get("candidate_ends", [])) if a >= 0]
-                if not spans and row["answer_start"] >= 0:  # an export without candidate outputs
-                    spans = [{"answer": row["answer"], "score": row["score"], "start": row["answer_start"],
-                              "end": row["answer_end"]}]
-                results.append(_Scored(row["answer"], row["score"], row["answer_start"], row["answer_end"],
-                                       row.get("null_score_diff"), spans))
-        return results
+    def answer(self, questions: list[str], contexts: list[str]) -> list[Answer]:
+        # The tensors `python -m tfqa serve` encodes, so `ask --model` prints what `ask --server` does.
+        return self.answerer.answer(questions, contexts, self.batch_size)
 
 
 class QuestionAnswerer:
@@ -191,16 +149,16 @@ class QuestionAnswerer:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= self._backend.max_top_k:
             raise ValueError(f"top_k must be an integer from 1 to {self._backend.max_top_k} (the spans this model "
                              f"ranks per question), got {top_k!r}")
-        results = []
-        for scored in self._backend.answer(questions, contexts):
-            if top_k > 1:
-                results.append([dict(s) for s in scored.spans[:top_k]])
-                continue
-            result = {"answer": scored.answer, "score": scored.score, "start": scored.start, "end": scored.end}
-            if scored.null_score_diff is not None:
-                result["null_score_diff"] = scored.null_score_diff
-            results.append(result)
+        answers = self._backend.answer(questions, contexts)
+        results = [[s.to_dict() for s in a.spans()[:top_k]] if top_k > 1 else a.to_dict() for a in answers]
         return results[0] if isinstance(question, str) else results
+
+    def answers(self, questions: str | list[str], contexts: str | list[str]) -> list[Answer]:
+        """The `tfqa.serving.answers.Answer` records of the questions (one context for all, or one each), in order.
+
+        What `__call__` converts to dicts; `to_row()` gives TF Serving's JSON row of the same answer.
+        """
+        return self._backend.answer(*_checked(questions, contexts))
 
 
 def _check_arguments(path, batch_size, verbose) -> None:
@@ -245,10 +203,3 @@ def _checked(question, context) -> tuple[list[str], list[str]]:
         raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts (give one context per question, "
                          "or one context string for all)")
     return questions, contexts
-
-
-def serving_answer(result: dict) -> dict:
-    """A QuestionAnswerer result under the names TF Serving's JSON uses (`answer_start`, `answer_end`), as
-    `tfqa.rest.client.ServingClient.answer` returns them: `ask --model` prints what `ask --server` prints."""
-    renamed = {"start": "answer_start", "end": "answer_end"}
-    return {renamed.get(k, k): v for k, v in result.items()}

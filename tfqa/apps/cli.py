@@ -22,6 +22,7 @@ from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import check_output_dir, check_output_file, read_text, write_json_atomic
 from tfqa.core.squad import MISALIGNED_POLICIES, read_squad
+from tfqa.export.names import SERVING_DEFAULT, TOKEN_IDS
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES
 
@@ -210,15 +211,21 @@ def cmd_predict(args) -> int:
 
 def cmd_serve(args) -> int:
     """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
-    from tfqa.serving.servables import parse_labels
     from tfqa.rest.server import serve
+    from tfqa.serving.servables import parse_labels
 
+    if (args.model is None) == (args.model_config_file is None):
+        raise CliError("serve needs --model DIR or --model_config_file FILE (one of them)")
+    if args.model_config_file is not None and (args.name or args.label or args.all_versions):
+        raise CliError("--name, --label and --all-versions are set per model in --model_config_file "
+                       "(name, version_labels, model_version_policy)")
     batching = _batching_parameters(args)
     limits = ConnectionLimits(max_connections=args.max_connections, read_timeout=args.read_timeout,
                               idle_timeout=args.idle_timeout)
     serve(args.model, host=args.host, port=args.port, name=args.name, max_body_bytes=args.max_body_bytes,
           all_versions=args.all_versions, labels=parse_labels(args.label), max_instances=args.max_instances,
-          limits=limits, batching=batching, reporter=CONSOLE, max_text_bytes=args.max_text_bytes)
+          limits=limits, batching=batching, model_config_file=args.model_config_file,
+          poll_seconds=args.file_system_poll_wait_seconds, reporter=CONSOLE, max_text_bytes=args.max_text_bytes)
     return 0
 
 
@@ -282,15 +289,15 @@ def _ask_server(args, context: str) -> list[dict]:
 
 
 def _ask_model(args, context: str) -> list[dict]:
-    """The answers of `tfqa.QuestionAnswerer` under the server's names (the same lines as with --server)."""
-    from tfqa.apps.answerer import QuestionAnswerer, serving_answer
+    """The answers of `tfqa.QuestionAnswerer` as the server's rows (the same lines as with --server)."""
+    from tfqa.apps.answerer import QuestionAnswerer
 
     if args.version is not None or args.label is not None:
         raise CliError("--version/--label pick a version on a --server; with --model pass the version directory "
                        "(e.g. export/tfqa/2)")
     try:
         qa = QuestionAnswerer.from_pretrained(args.model, batch_size=args.batch_size, verbose=args.verbose)
-        return [serving_answer(result) for result in qa(args.question, context)]
+        return [answer.to_row(candidates=False) for answer in qa.answers(args.question, context)]
     except ValueError as e:  # bad --batch-size or text; load problems are TfqaErrors (one line too)
         raise CliError(str(e)) from None
 
@@ -308,7 +315,8 @@ def cmd_export(args) -> int:
     if result.note:
         CONSOLE.note(result.note)
     progress.done(f": {result.path}")
-    signatures = "serving_default (raw text), token_ids" if result.raw_text else "serving_default = token_ids"
+    signatures = (f"{SERVING_DEFAULT} (raw text), {TOKEN_IDS}" if result.raw_text
+                  else f"{SERVING_DEFAULT} = {TOKEN_IDS}")
     print(f"exported version {result.version}: {result.path} (signatures: {signatures})")
     CONSOLE.line(f"Serve it: python -m tfqa serve --model {args.output}   (production: TF Serving, see serve/)")
     return 0
@@ -399,7 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "and POST .../NAME[/versions/N|/labels/L]:predict like TF Serving. Production deployments use "
                        "the tensorflow/serving image (docker run -p 8501:8501 -v $PWD/export/tfqa:/models/tfqa "
                        "-e MODEL_NAME=tfqa tensorflow/serving); this server is for machines without Docker and tests.")
-    p.add_argument("--model", required=True, help="export base directory holding version subdirectories 1/, 2/, ...")
+    p.add_argument("--model", default=None, help="export base directory holding version subdirectories 1/, 2/, ...")
+    p.add_argument("--model_config_file", "--model-config-file", default=None, metavar="FILE",
+                   help="instead of --model: TF Serving's ModelServerConfig text proto (several models, "
+                        "model_version_policy, version_labels), e.g. serve/models.config")
+    p.add_argument("--file_system_poll_wait_seconds", "--file-system-poll-wait-seconds", type=float, default=1.0,
+                   metavar="SECONDS", help="read the export directories again this often and serve new versions "
+                                           "(0: never; default: %(default)s, as TF Serving)")
     p.add_argument("--port", type=int, default=8501, help="REST port, 0 for any free one (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--name", default=None, help="model name in the URLs (default: the export directory's name)")
@@ -443,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, default=None, help="ask this model version (default: the newest)")
     which.add_argument("--label", default=None, help="ask the version with this label")
-    p.add_argument("--signature-name", default="serving_default", help="signature to call (default: %(default)s)")
+    p.add_argument("--signature-name", default=SERVING_DEFAULT, help="signature to call (default: %(default)s)")
     p.add_argument("--format", choices=("row", "columnar"), default="row",
                    help="request layout: instances (row) or inputs (columnar) (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="questions per request (default: %(default)s)")

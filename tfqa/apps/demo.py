@@ -18,15 +18,14 @@ Questions must be same-origin `application/json` POSTs (a cross-site form or
 names it listens as (no DNS rebinding of a local demo).
 
 Answers come from one `Backend` with two implementations: `LocalBackend`
-(the newest version of an export directory, loaded by `tfqa.serving.servables` as
-`python -m tfqa serve` loads it) and `RemoteBackend` (TF Serving or `python -m
+(the newest version of an export directory, `tfqa.serving.export_answerer`, the
+loader `tfqa.QuestionAnswerer` uses) and `RemoteBackend` (TF Serving or `python -m
 tfqa serve`, through `tfqa.rest.client.ServingClient`). Both return a TF Serving
-JSON prediction row, so one function turns either into the page's answer.
+JSON prediction row, read as one `tfqa.serving.answers.Answer` into the page's answer.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -34,7 +33,6 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -46,10 +44,13 @@ from tfqa.core.progress import SILENT, Reporter
 from tfqa.rest.client import ServingClient, ServingError
 from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
                             run_server)
-from tfqa.rest.json_api import encode_outputs, utf8
+from tfqa.export.names import CONTEXT, NULL_SCORE_DIFF, QUESTION, SCORE
+from tfqa.rest.json_api import utf8
+from tfqa.serving.answers import Answer, AnswerFormatError
 from tfqa.serving.batching import Batcher
 from tfqa.serving.batching_config import BatchingParameters
-from tfqa.serving.servables import ModelDirError, ServingFailure, find_versions, load_model
+from tfqa.serving.export_answerer import ExportAnswerer
+from tfqa.serving.servables import ModelDirError, ServingFailure, find_versions
 
 MAX_PASSAGE_CHARS = 20_000
 MAX_QUESTION_CHARS = 1_000
@@ -76,26 +77,17 @@ class LocalBackend(Backend):
     def __init__(self, model_dir: str, batching: BatchingParameters | None = None):
         # With `batching`, questions asked at the same time share model calls, as with `serve --enable_batching`.
         self.batcher = Batcher(batching) if batching else None
-        model = load_model(model_dir)  # ModelDirError (one line) for unusable directories
-        self.servable = model.latest
-        self.signature = self.servable.signature("serving_default")
-        if set(self.signature.dtypes) != {"question", "context"}:
-            inputs = ", ".join(sorted(self.signature.dtypes))
-            raise ModelDirError(f"{self.servable.path}: serving_default takes {inputs}, not raw question + context "
-                                "text; the demo needs a raw-text tfqa export")
+        find_versions(model_dir)  # a base directory, as `serve` takes; ModelDirError (one line) otherwise
+        self.answerer = ExportAnswerer(model_dir, "the demo")
         # The folder's name only: the page is public to whoever reaches it, the server's paths are not.
-        self.description = f"{Path(model_dir).resolve().name} (version {self.servable.version}, loaded locally)"
+        self.description = f"{Path(model_dir).resolve().name} (version {self.answerer.version}, loaded locally)"
 
     def predict(self, question: str, context: str) -> dict:
-        arrays = {"question": np.array([question.encode()], dtype=object),
-                  "context": np.array([context.encode()], dtype=object)}
         try:
-            run = self.batcher.run if self.batcher else lambda _, *args: self.servable.run(*args)
-            outputs = run(self.servable, self.signature, arrays)
+            answer = self.answerer.answer([question], [context], batcher=self.batcher)[0]
         except ServingFailure as e:  # the model refused the input (a TF op error): the status TF Serving gives
             raise RequestError(str(e), http_status(e.code)) from None
-        # Same JSON encoding as `python -m tfqa serve`, so both backends hand over identical rows.
-        return encode_outputs(outputs, "row")["predictions"][0]
+        return answer.to_row()
 
 
 class RemoteBackend(Backend):
@@ -111,14 +103,7 @@ class RemoteBackend(Backend):
         # requests.Session is not documented as thread-safe: one client per worker thread.
         if not hasattr(self._local, "client"):
             self._local.client = ServingClient(self.url, timeout=self.timeout)
-        return self._local.client.predict({"question": [question], "context": [context]})[0]
-
-
-def _text(value) -> str:
-    # TF Serving sends strings that are not valid UTF-8 as {"b64": ...}.
-    if isinstance(value, dict) and "b64" in value:
-        return base64.b64decode(value["b64"]).decode("utf-8", "replace")
-    return str(value)
+        return self._local.client.predict({QUESTION: [question], CONTEXT: [context]})[0]
 
 
 def _number(value) -> float | None:
@@ -128,16 +113,16 @@ def _number(value) -> float | None:
 
 def to_answer(row: dict) -> dict:
     """The page's answer from a prediction row; exports without `candidate_*` outputs get no candidates."""
-    if "answer" not in row:
-        raise RequestError(f"the model's outputs ({', '.join(sorted(row))}) have no 'answer'; "
-                         "is it a raw-text tfqa export?", 502)
-    columns = [row.get(k, []) for k in ("candidate_answers", "candidate_scores", "candidate_starts", "candidate_ends")]
-    candidates = [{"text": _text(t), "score": _number(s), "start": int(a), "end": int(b)}
-                  for t, s, a, b in zip(*columns) if int(a) >= 0]  # unused slots are "" / -1
-    null = row.get("null_score_diff")
-    return {"answer": _text(row["answer"]), "score": _number(row["score"]), "answer_start": int(row["answer_start"]),
-            "answer_end": int(row["answer_end"]), "null_score_diff": None if null is None else _number(null),
-            "candidates": candidates}
+    try:
+        answer = Answer.from_row(row)
+    except AnswerFormatError as e:
+        raise RequestError(f"{e}; is it a raw-text tfqa export?", 502) from None
+    # The row without its candidate_* columns, finite numbers only, and the candidates as a list of spans.
+    null = answer.null_score_diff
+    return {**answer.to_row(candidates=False), SCORE: _number(answer.score),
+            NULL_SCORE_DIFF: None if null is None else _number(null),
+            "candidates": [{"text": s.text, "score": _number(s.score), "start": s.start, "end": s.end}
+                           for s in answer.candidates]}
 
 
 def parse_question(body: bytes) -> tuple[str, str]:

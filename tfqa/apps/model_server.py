@@ -16,7 +16,9 @@ of `serve/docker-compose.yml` runs here unchanged apart from its paths:
 TF Serving flags this server does not implement (`--tensorflow_intra_op_parallelism=2`,
 `--rest_api_num_threads=8`, ...) get one note line and are ignored; `--host`
 (default 127.0.0.1, TF Serving listens on every address) is tfqa's. gRPC and
-REST serve the same loaded models through one batching queue and one set of metrics.
+REST serve the same models (`tfqa.serving.live.ServedModels`: new versions
+picked up as TF Serving picks them up) through one batching queue and one set
+of metrics.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from tfqa.apps.boundary import guarded
 from tfqa.apps.console import CONSOLE
@@ -96,14 +99,16 @@ def parse_model_server_args(argv: list[str], prog: str = "tfqa model-server") ->
 
 def serve_models(args, ignored: list[str]) -> int:
     """Loads the models and serves them over gRPC (and REST with --rest_api_port) until SIGINT/SIGTERM."""
-    from tfqa.apps.model_config import load_models, read_model_config, single_model_config
     from tfqa.grpcapi.server import start_grpc_server
     from tfqa.rest.http import base_url, listen, run_server
     from tfqa.rest.server import build_app
     from tfqa.serving.batching import Batcher
     from tfqa.serving.batching_config import read_batching_parameters
     from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+    from tfqa.serving.live import load_models
     from tfqa.serving.metrics import read_monitoring_config
+    from tfqa.serving.model_config import ModelSpec, read_model_config
+    from tfqa.serving.servables import check_model_name, find_versions
 
     if ignored:
         CONSOLE.line(f"note: ignoring TF Serving flags this server does not implement: {' '.join(ignored)}")
@@ -113,16 +118,25 @@ def serve_models(args, ignored: list[str]) -> int:
     if metrics is not None and not args.rest_api_port:
         CONSOLE.line("note: the Prometheus metrics are served on the REST port; --rest_api_port is 0, so nowhere")
     batching = read_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
-    config = (read_model_config(args.model_config_file) if args.model_config_file
-              else single_model_config(args.model_name, args.model_base_path))
-    models = load_models(config, args.model_config_file or "--model_base_path", metrics)
-    if args.file_system_poll_wait_seconds:
-        CONSOLE.line("note: versions are loaded once, at start; restart to serve a new version")
+    if args.model_config_file:
+        specs = read_model_config(args.model_config_file)
+    else:  # the one-model config TF Serving builds from the two flags
+        check_model_name(args.model_name)
+        specs = [ModelSpec(args.model_name, Path(args.model_base_path))]
+    for spec in specs:
+        find_versions(spec.base_path)  # fails fast, before the ports and TensorFlow
     rest_sock = listen(args.host, args.rest_api_port) if args.rest_api_port else None
+    models = load_models(specs, CONSOLE)
+    if metrics is not None:
+        for model in models.models.values():
+            for servable in model.servables.values():
+                metrics.load(servable.path, ok=True)
+        models.on_load = metrics.load
     batcher = Batcher(batching, metrics) if batching else None
     grpc_server, grpc_port = start_grpc_server(models, args.host, args.port, max_message_bytes=DEFAULT_MAX_BODY_BYTES,
                                                max_instances=DEFAULT_MAX_INSTANCES, batcher=batcher, metrics=metrics)
-    banner = f"Serving {models.describe()} over gRPC at {args.host}:{grpc_port}"
+    banner = f"Serving {describe(models)} over gRPC at {args.host}:{grpc_port}"
+    models.start_polling(args.file_system_poll_wait_seconds)
     try:
         if rest_sock is None:
             CONSOLE.line(banner)
@@ -135,10 +149,17 @@ def serve_models(args, ignored: list[str]) -> int:
             run_server(app, rest_sock, f"{banner} and REST at {base_url(args.host, rest_sock)}/v1/models/{models.name}",
                        CONSOLE)
     finally:
+        models.close()
         grpc_server.stop(grace=5).wait()
         if batcher is not None:
             batcher.close()
     return 0
+
+
+def describe(models) -> str:
+    """'tfqa (versions 1, 2), other (version 1)': the served models for the start-up line."""
+    return ", ".join(f"{name} (version{'s' if len(m.servables) > 1 else ''} {', '.join(map(str, m.servables))})"
+                     for name, m in models.models.items())
 
 
 def _wait_for_a_stop_signal() -> None:

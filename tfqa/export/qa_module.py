@@ -25,6 +25,8 @@ import tensorflow as tf
 
 from tfqa.core.config import ComposedSettings, DecodeConfig, FeatureConfig
 from tfqa.core.features import PairTemplate
+from tfqa.export.names import (ANSWER, ANSWER_END, ANSWER_START, CANDIDATE_ANSWERS, CANDIDATE_ENDS, CANDIDATE_SCORES,
+                               CANDIDATE_STARTS, END_LOGITS, NULL_SCORE_DIFF, SCORE, START_LOGITS)
 
 _NEG_INF = float("-inf")
 
@@ -103,8 +105,8 @@ class QAModule(tf.Module):
         if self.uses_token_type_ids:
             inputs["token_type_ids"] = token_type_ids if token_type_ids is not None else tf.zeros_like(input_ids)
         out = self._call_model(inputs, training=False)
-        return {"start_logits": tf.cast(out.start_logits, tf.float32),
-                "end_logits": tf.cast(out.end_logits, tf.float32)}
+        return {START_LOGITS: tf.cast(out.start_logits, tf.float32),
+                END_LOGITS: tf.cast(out.end_logits, tf.float32)}
 
     def answer(self, question, context) -> dict:
         """Answers for string tensors [batch]: answer, score, answer_start/answer_end (+ null_score_diff)."""
@@ -253,14 +255,14 @@ class QAModule(tf.Module):
             diff = null - best
             answered = has_span & (diff <= cfg.null_threshold)
             score_out = tf.where(answered, best, null)
-            out["null_score_diff"] = tf.cast(diff, tf.float32)
+            out[NULL_SCORE_DIFF] = tf.cast(diff, tf.float32)
         char_start = tf.where(answered, char_start, -1)
         char_end = tf.where(answered, char_end, -1)
-        out["answer"] = tf.where(answered, tf.strings.substr(context, tf.maximum(char_start, 0),
+        out[ANSWER] = tf.where(answered, tf.strings.substr(context, tf.maximum(char_start, 0),
                                                              char_end - char_start, unit="UTF8_CHAR"), "")
-        out["score"] = tf.cast(score_out, tf.float32)
-        out["answer_start"] = char_start
-        out["answer_end"] = char_end
+        out[SCORE] = tf.cast(score_out, tf.float32)
+        out[ANSWER_START] = char_start
+        out[ANSWER_END] = char_end
         candidates = (score, tf.reshape(tf.broadcast_to(cs[:, :, tf.newaxis], tf.shape(span)), [n_rows, -1]),
                       tf.reshape(tf.broadcast_to(ce[:, tf.newaxis, :], tf.shape(span)), [n_rows, -1]))
         out.update(self._candidates(context, rows["example"], *candidates))
@@ -291,7 +293,7 @@ class QAModule(tf.Module):
         texts = tf.strings.substr(tf.broadcast_to(context[:, tf.newaxis], tf.shape(start)), tf.maximum(start, 0),
                                   tf.maximum(end - start, 0), unit="UTF8_CHAR")
         pad = [[0, 0], [0, self._config.num_candidates - m]]  # a fixed width whatever the batch holds
-        return {"candidate_answers": tf.pad(tf.where(found, texts, ""), pad),
-                "candidate_scores": tf.pad(tf.cast(tf.where(found, top, 0.0), tf.float32), pad),
-                "candidate_starts": tf.pad(start, pad, constant_values=-1),
-                "candidate_ends": tf.pad(end, pad, constant_values=-1)}
+        return {CANDIDATE_ANSWERS: tf.pad(tf.where(found, texts, ""), pad),
+                CANDIDATE_SCORES: tf.pad(tf.cast(tf.where(found, top, 0.0), tf.float32), pad),
+                CANDIDATE_STARTS: tf.pad(start, pad, constant_values=-1),
+                CANDIDATE_ENDS: tf.pad(end, pad, constant_values=-1)}

@@ -37,6 +37,8 @@ from tfqa.core.config import TrainConfig
 from tfqa.core.errors import TfqaError
 from tfqa.core.files import scratch_dir
 from tfqa.core.run_dir import load_settings
+from tfqa.export.names import (ATTENTION_MASK, CONTEXT, INPUT_IDS, QUESTION, SERVING_DEFAULT, TOKEN_IDS,
+                               TOKEN_TYPE_IDS)
 from tfqa.export.qa_module import QAModule, ServingConfig
 from tfqa.export.versions import WARMUP_FILE, next_version, remove_stale_exports, temp_prefix
 
@@ -100,7 +102,7 @@ def signatures(module: QAModule) -> dict:
         def token_ids(input_ids, attention_mask):
             return module.logits(input_ids, attention_mask)
     if module.tokenizer is None:
-        return {"serving_default": token_ids, "token_ids": token_ids}
+        return {SERVING_DEFAULT: token_ids, TOKEN_IDS: token_ids}
 
     text = tf.TensorSpec([None], tf.string)
 
@@ -108,12 +110,12 @@ def signatures(module: QAModule) -> dict:
     def answer(question, context):
         return module.answer(question, context)
 
-    @tf.function(input_signature=[{"question": text, "context": text}])
+    @tf.function(input_signature=[{QUESTION: text, CONTEXT: text}])
     def answer_questions(inputs):
-        return answer(inputs["question"], inputs["context"])  # calls the traced graph, no second trace
+        return answer(inputs[QUESTION], inputs[CONTEXT])  # calls the traced graph, no second trace
 
     setattr(module, KERAS_ENDPOINT, answer_questions)
-    return {"serving_default": answer, "token_ids": token_ids}
+    return {SERVING_DEFAULT: answer, TOKEN_IDS: token_ids}
 
 
 def write_warmup(version_dir: Path, model_name: str, raw_text: bool, uses_token_type_ids: bool) -> Path:
@@ -125,15 +127,15 @@ def write_warmup(version_dir: Path, model_name: str, raw_text: bool, uses_token_
     with tf.io.TFRecordWriter(str(path)) as writer:
         for question, context in _WARMUP:
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
-                name=model_name, signature_name="serving_default"))
+                name=model_name, signature_name=SERVING_DEFAULT))
             if raw_text:
-                request.inputs["question"].CopyFrom(tf.make_tensor_proto([question]))
-                request.inputs["context"].CopyFrom(tf.make_tensor_proto([context]))
+                request.inputs[QUESTION].CopyFrom(tf.make_tensor_proto([question]))
+                request.inputs[CONTEXT].CopyFrom(tf.make_tensor_proto([context]))
             else:
                 length = 8 if len(context) < 100 else 384
-                names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_token_type_ids else [])
+                names = [INPUT_IDS, ATTENTION_MASK] + ([TOKEN_TYPE_IDS] if uses_token_type_ids else [])
                 for name in names:
-                    value = [[1] * length] if name == "attention_mask" else [[0] * length]
+                    value = [[1] * length] if name == ATTENTION_MASK else [[0] * length]
                     request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=tf.int32))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

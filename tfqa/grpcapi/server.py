@@ -1,4 +1,4 @@
-"""The gRPC server of `tfqa model-server --port`: grpcio with TF Serving's two services on one loaded model."""
+"""The gRPC server of `tfqa model-server --port`: grpcio with TF Serving's two services on the served models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tfqa.grpcapi.service import ModelService, PredictionService
 from tfqa.serving.batching import Batcher
 from tfqa.serving.limits import DEFAULT_MAX_TEXT_BYTES
 from tfqa.serving.metrics import ServingMetrics
+from tfqa.serving.live import ServedModels
 from tfqa.serving.servables import Model
 
 # Threads answering RPCs at once; more concurrent calls wait in grpcio's queue (the model call is the bottleneck).
@@ -22,7 +23,7 @@ class GrpcStartupError(TfqaError, RuntimeError):
     """The gRPC port cannot be had; one line."""
 
 
-def start_grpc_server(model: Model, host: str, port: int, *, max_message_bytes: int, max_instances: int,
+def start_grpc_server(model: Model | ServedModels, host: str, port: int, *, max_message_bytes: int, max_instances: int,
                       max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, batcher: Batcher | None = None,
                       metrics: ServingMetrics | None = None, workers: int = DEFAULT_WORKERS) -> tuple[grpc.Server, int]:
     """Starts serving `model` on host:port (0: a free port) and returns (server, the port it listens on).

@@ -21,17 +21,18 @@ import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from tfqa.export.names import SERVING_DEFAULT
 from tfqa.grpcapi.tensors import decode_inputs, encode_outputs, select_outputs
 from tfqa.serving.batching import Batcher
 from tfqa.serving.errors import Code, ServingFailure
 from tfqa.serving.inputs import check_inputs
 from tfqa.serving.limits import DEFAULT_MAX_TEXT_BYTES
 from tfqa.serving.metrics import ServingMetrics
+from tfqa.serving.live import ServedModels
 from tfqa.serving.servables import Model
 
 log = logging.getLogger("tfqa.grpcapi.service")
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
-DEFAULT_SIGNATURE = "serving_default"  # what an empty signature_name means, as in REST
 
 
 def status_code(code: int) -> grpc.StatusCode:
@@ -73,9 +74,9 @@ class _Calls:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata of one served `Model`."""
+    """Predict and GetModelMetadata of the served model(s)."""
 
-    def __init__(self, model: Model, *, max_instances: int, max_elements: int,
+    def __init__(self, model: Model | ServedModels, *, max_instances: int, max_elements: int,
                  max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, batcher: Batcher | None = None,
                  metrics: ServingMetrics | None = None):
         self.model, self.batcher = model, batcher
@@ -88,13 +89,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def predict(self, request) -> predict_pb2.PredictResponse:
         """A PredictResponse, in REST's order: servable, signature, inputs, checks, run, encode."""
         spec = request.model_spec
-        servable = self.model.resolve(spec.name, *_version_choice(spec))
-        signature_name = spec.signature_name or DEFAULT_SIGNATURE
-        signature = servable.signature(signature_name)
-        arrays = decode_inputs(request.inputs, signature, self.max_elements)
-        check_inputs(arrays, signature, self.max_instances, self.max_text_bytes)
-        outputs = (self.batcher.run(servable, signature, arrays) if self.batcher
-                   else servable.run(signature, arrays))
+        with self.model.serving(spec.name, *_version_choice(spec)) as servable:  # not unloaded mid-request
+            signature_name = spec.signature_name or SERVING_DEFAULT
+            signature = servable.signature(signature_name)
+            arrays = decode_inputs(request.inputs, signature, self.max_elements)
+            check_inputs(arrays, signature, self.max_instances, self.max_text_bytes)
+            outputs = (self.batcher.run(servable, signature, arrays) if self.batcher
+                       else servable.run(signature, arrays))
         response = predict_pb2.PredictResponse()
         response.model_spec.name, response.model_spec.signature_name = spec.name, signature_name
         response.model_spec.version.value = servable.version
@@ -126,9 +127,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus of one served `Model` (HandleReloadConfigRequest is left UNIMPLEMENTED)."""
+    """GetModelStatus of the served model(s) (HandleReloadConfigRequest is left UNIMPLEMENTED)."""
 
-    def __init__(self, model: Model, metrics: ServingMetrics | None = None):
+    def __init__(self, model: Model | ServedModels, metrics: ServingMetrics | None = None):
         self.model = model
         self._calls = _Calls(metrics)
 

@@ -13,7 +13,6 @@ expected JSON) raises `ServingError` with one line saying what went wrong.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from urllib.parse import quote
@@ -21,9 +20,10 @@ from urllib.parse import quote
 import requests
 
 from tfqa.core.errors import TfqaError
+from tfqa.export.names import CONTEXT, QUESTION, SERVING_DEFAULT
+from tfqa.serving.answers import Answer, AnswerFormatError
 from tfqa.serving.limits import seconds_problem
 
-ANSWER_KEYS = ("answer", "score", "answer_start", "answer_end", "null_score_diff")
 _MODEL_URL = re.compile(r"(https?://[^/\s]+(?:/[^\s]*)?/v1/models/[^/:\s]+)(?:/versions/(\d+)|/labels/([^/:\s]+))?/?")
 
 
@@ -41,7 +41,7 @@ class ServingClient:
     """
 
     def __init__(self, server: str, *, version: int | None = None, label: str | None = None,
-                 signature_name: str = "serving_default", format: str = "row", batch_size: int = 32,
+                 signature_name: str = SERVING_DEFAULT, format: str = "row", batch_size: int = 32,
                  timeout: float = 30.0, session: requests.Session | None = None):
         match = _MODEL_URL.fullmatch(server.strip())
         if not match:
@@ -102,18 +102,15 @@ class ServingClient:
         results = []
         for start in range(0, len(questions), self.batch_size):
             chunk = slice(start, start + self.batch_size)
-            rows = self.predict({"question": questions[chunk], "context": contexts[chunk]})
-            results.extend(self._answer(row) for row in rows)
+            rows = self.predict({QUESTION: questions[chunk], CONTEXT: contexts[chunk]})
+            results.extend(self._answer(row).to_row(candidates=False) for row in rows)
         return results
 
-    def _answer(self, row: dict) -> dict:
-        if "answer" not in row:
-            raise ServingError(f"{self.model_url}: the model's outputs ({', '.join(sorted(row))}) have no 'answer'; "
-                               "is this a tfqa export and the right signature?")
-        result = {k: row[k] for k in ANSWER_KEYS if k in row}
-        if isinstance(result["answer"], dict) and "b64" in result["answer"]:
-            result["answer"] = base64.b64decode(result["answer"]["b64"]).decode("utf-8", "replace")
-        return result
+    def _answer(self, row: dict) -> Answer:
+        try:
+            return Answer.from_row(row)
+        except AnswerFormatError as e:
+            raise ServingError(f"{self.model_url}: {e}; is this a tfqa export and the right signature?") from None
 
     def _rows(self, response: dict, n: int) -> list[dict]:
         """Per-example output dicts from a row (`predictions`) or columnar (`outputs`) response."""

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from tfqa.core.squad import find_lone_surrogate
+from tfqa.export.names import SERVING_DEFAULT
 from tfqa.rest.http import RequestError
 from tfqa.serving.limits import check_instance_count
 
@@ -171,7 +172,7 @@ def parse_json_object(body: bytes) -> dict:
     return doc
 
 
-def signature_name_of(doc: dict, default: str = "serving_default") -> str:
+def signature_name_of(doc: dict, default: str = SERVING_DEFAULT) -> str:
     """The request's `signature_name` (the default signature when absent or empty)."""
     name = doc.get("signature_name", "")
     if not isinstance(name, str):

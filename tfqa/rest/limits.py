@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from tfqa.serving.limits import seconds_problem
 
-
 @dataclass(frozen=True)
 class ConnectionLimits:
     """Per-process connection limits (`serve`/`demo` flags of the same names)."""

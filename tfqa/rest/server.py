@@ -11,7 +11,9 @@ one works against the other. Production deployments use the
     POST /v1/models/NAME[/versions/N|/labels/L]:predict    row or columnar predict
 
 A Starlette app served by uvicorn; parsing and TensorFlow calls run in a thread
-pool so the event loop keeps accepting requests while a model runs.
+pool so the event loop keeps accepting requests while a model runs. The models,
+their versions (several models from `--model_config_file`, new versions picked
+up by polling) and batching are the transport-free `tfqa.serving`'s.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from tfqa.serving.batching_config import BatchingParameters
 from tfqa.serving.errors import Code
 from tfqa.serving.inputs import check_inputs
 from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES
+from tfqa.serving.live import ServedModels, load_models
 from tfqa.serving.metrics import PROMETHEUS_TEXT, ServingMetrics
+from tfqa.serving.model_config import read_model_config
 from tfqa.serving.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
                                     release_memory)
 
@@ -59,27 +63,28 @@ def _json_response(obj, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type="application/json")
 
 
-def predict(model: Model, name: str, version: int | None, label: str | None, body: bytes,
+def predict(model: Model | ServedModels, name: str, version: int | None, label: str | None, body: bytes,
             max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None,
             max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict:
     """A whole predict request, in TF Serving's order: JSON, servable, signature, inputs, run, encode.
 
-    With a `batcher` (--enable_batching) the model call is merged with concurrent requests'.
+    With a `batcher` (--enable_batching) the model call is merged with concurrent requests'. The version
+    stays loaded until the request is answered, even when polling unloads it meanwhile.
     """
     doc = parse_json_object(body)
     signature_name = signature_name_of(doc)
-    servable = model.resolve(name, version, label)
-    signature = servable.signature(signature_name)
-    check_batch_size(doc, None, max_instances)
-    request_format, arrays = decode_inputs(doc, signature.dtypes)
-    check_inputs(arrays, signature, max_instances, max_text_bytes)
-    try:
-        outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
-        return encode_outputs(outputs, request_format)
-    finally:
-        if len(body) >= _BIG_BODY_BYTES:
-            del doc, arrays
-            release_memory()
+    with model.serving(name, version, label) as servable:
+        signature = servable.signature(signature_name)
+        check_batch_size(doc, None, max_instances)
+        request_format, arrays = decode_inputs(doc, signature.dtypes)
+        check_inputs(arrays, signature, max_instances, max_text_bytes)
+        try:
+            outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
+            return encode_outputs(outputs, request_format)
+        finally:
+            if len(body) >= _BIG_BODY_BYTES:
+                del doc, arrays
+                release_memory()
 
 
 def version_number(text: str | None) -> int | None:
@@ -91,12 +96,12 @@ def version_number(text: str | None) -> int | None:
     return int(text)
 
 
-def build_app(model: Model, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+def build_app(model: Model | ServedModels, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
               batching: BatchingParameters | None = None, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, *,
               batcher: Batcher | None = None, metrics: ServingMetrics | None = None,
               request_timeout: float | None = None) -> Starlette:
-    """The ASGI app serving an already loaded model; `batching` turns on server-side batching.
+    """The ASGI app serving an already loaded model (or models); `batching` turns on server-side batching.
 
     `batcher` shares an existing batching queue (the gRPC server's); `metrics`
     counts every request and answers Prometheus scrapes at `metrics.path`;
@@ -190,34 +195,56 @@ def create_app(model_dir: str | Path, name: str | None = None, *, max_body_bytes
                      max_instances, read_timeout, batching, max_text_bytes)
 
 
-def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8501, name: str | None = None,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
+def serve(model_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8501,
+          name: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, all_versions: bool = False,
           labels: dict[str, int] | None = None, max_instances: int = DEFAULT_MAX_INSTANCES,
           limits: ConnectionLimits = ConnectionLimits(), batching: BatchingParameters | None = None,
+          model_config_file: str | Path | None = None, poll_seconds: float = 1.0,
           reporter: Reporter = SILENT, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
-    """Loads the model and serves it until interrupted (SIGINT/SIGTERM end it gracefully).
+    """Loads the model (or the models of `model_config_file`) and serves it until interrupted (SIGINT/SIGTERM).
 
     Reports one line with the model URL once requests are accepted; `port=0`
-    picks a free port (the line says which). Raises StartupError (one line)
-    when the directory cannot be served or the port cannot be had.
+    picks a free port (the line says which). Every `poll_seconds` (0: never) the
+    base directories are read again and new versions served (`tfqa.serving.live`).
+    Raises StartupError (one line) when a directory or the config file cannot be
+    served or the port cannot be had.
     """
     problems = limits.problems()
     problems += [f"--max-body-bytes must be positive, not {max_body_bytes}"] if max_body_bytes < 1 else []
     problems += [f"--max-instances must be positive, not {max_instances}"] if max_instances < 1 else []
     problems += [f"--max-text-bytes must be positive, not {max_text_bytes}"] if max_text_bytes < 1 else []
+    problems += ([f"--file_system_poll_wait_seconds must be 0 (no polling) or more, not {poll_seconds}"]
+                 if not 0 <= poll_seconds < float("inf") else [])
+    if (model_dir is None) == (model_config_file is None):
+        problems.append("give an export directory (--model) or a --model_config_file, not both or neither")
     if problems:
         raise StartupError("; ".join(problems))
     try:
-        check_model_name(name)
-        find_versions(model_dir)  # fails fast, before the port and TensorFlow
+        if model_config_file is not None:
+            specs = read_model_config(model_config_file)
+            for spec in specs:
+                find_versions(spec.base_path)  # fails fast, before the port and TensorFlow
+        else:
+            check_model_name(name)
+            find_versions(model_dir)
         sock = listen(host, port)
-        app = create_app(model_dir, name, max_body_bytes=max_body_bytes, all_versions=all_versions, labels=labels,
-                         max_instances=max_instances, read_timeout=limits.read_timeout, batching=batching,
-                         max_text_bytes=max_text_bytes)
+        models = (load_models(specs, reporter) if model_config_file is not None else
+                  ServedModels([load_model(model_dir, name, all_versions=all_versions, labels=labels)], reporter))
     except ModelDirError as e:
         raise StartupError(str(e)) from None
-    model: Model = app.state.model
-    versions = ", ".join(map(str, model.servables))
+    app = build_app(models, max_body_bytes, max_instances, limits.read_timeout, batching, max_text_bytes)
     batched = f" (batching up to {batching.max_batch_size} rows per model call)" if batching else ""
-    run_server(app, sock, f"Serving {model_dir} version{'s' if len(model.servables) > 1 else ''} {versions}{batched} "
-                          f"at {base_url(host, sock)}/v1/models/{model.name}", reporter, limits)
+    if model_config_file is None:
+        served = f"{model_dir} {_versions(models.models[models.name])}"
+    else:
+        served = f"{model_config_file} (" + "; ".join(f"{m.name}: {_versions(m)}" for m in models.models.values()) + ")"
+    models.start_polling(poll_seconds)
+    try:
+        run_server(app, sock, f"Serving {served}{batched} at {base_url(host, sock)}/v1/models/{models.name}",
+                   reporter, limits)
+    finally:
+        models.close()
+
+
+def _versions(model: Model) -> str:
+    return f"version{'s' if len(model.servables) > 1 else ''} {', '.join(map(str, model.servables))}"

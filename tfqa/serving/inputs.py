@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfqa.export.names import CONTEXT, QUESTION, TEXT_INPUTS
 from tfqa.serving.errors import Code, ServingFailure
 from tfqa.serving.limits import DEFAULT_MAX_TEXT_BYTES, check_instance_count
-
-# Inputs of the QA signature that must hold text: an empty question or context has no answer to look for.
-TEXT_INPUTS = ("question", "context")
 
 
 def check_shapes(arrays: dict[str, np.ndarray], shapes: dict[str, tuple | None], signature_name: str) -> None:
@@ -31,16 +29,17 @@ def check_shapes(arrays: dict[str, np.ndarray], shapes: dict[str, tuple | None],
 
 
 def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
-    """Refuses empty questions/contexts, and question and context batches of different sizes."""
+    """Refuses empty questions/contexts (an empty one has no answer to look for), and question and context
+    batches of different sizes."""
     present = [name for name in TEXT_INPUTS if dtypes.get(name) == "string"]
     for name in present:
         for i, value in enumerate(arrays[name].ravel()):
             if not value.strip():
                 raise ServingFailure(f"input '{name}' element {i} is an empty string; a {name} needs some text",
                                      Code.INVALID_ARGUMENT)
-    if len(present) == 2 and arrays["question"].shape[:1] != arrays["context"].shape[:1]:
-        raise ServingFailure(f"inputs 'question' and 'context' have different batch sizes "
-                             f"({arrays['question'].shape[0]} and {arrays['context'].shape[0]})", Code.INVALID_ARGUMENT)
+    if len(present) == 2 and arrays[QUESTION].shape[:1] != arrays[CONTEXT].shape[:1]:
+        raise ServingFailure(f"inputs '{QUESTION}' and '{CONTEXT}' have different batch sizes "
+                             f"({arrays[QUESTION].shape[0]} and {arrays[CONTEXT].shape[0]})", Code.INVALID_ARGUMENT)
 
 
 def check_text_bytes(arrays: dict, dtypes: dict[str, str], limit: int) -> None:

@@ -15,15 +15,19 @@ maps to a status (`tfqa.rest.http.http_status`); the codes have names in `tfqa.s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tfqa.export.names import SERVING_DEFAULT
 from tfqa.export.versions import WARMUP_FILE, is_version_name, version_dirs
 from tfqa.serving.errors import Code, ModelDirError, ServingFailure
+from tfqa.serving.model_config import ALL, LATEST, VersionPolicy
 
 
 def find_versions(base_dir: str | os.PathLike) -> dict[int, Path]:
@@ -61,6 +65,24 @@ class Servable:
     signatures: dict[str, Signature]
     signature_def_json: dict
     loaded: object = field(repr=False, default=None)  # keeps the variables the functions use alive
+    # Requests running on this version; a version leaving the policy is unloaded once it is 0.
+    users: int = field(default=0, repr=False, compare=False)
+    _idle: threading.Condition = field(default_factory=threading.Condition, repr=False, compare=False)
+
+    def enter(self) -> None:
+        """One more request runs on this version (see `Model.serving`)."""
+        with self._idle:
+            self.users += 1
+
+    def leave(self) -> None:
+        with self._idle:
+            self.users -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Waits until no request runs on this version; False if some still do after `timeout` seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self.users == 0, timeout)
 
     def signature(self, name: str) -> Signature:
         """The signature called `name`, or TF Serving's error for an unknown one."""
@@ -116,8 +138,8 @@ def load_servable(version: int, path: Path) -> Servable:
         signatures[name] = Signature(
             name, function, {k: spec.dtype.name for k, spec in specs.items()},
             {k: None if spec.shape.rank is None else tuple(spec.shape.as_list()) for k, spec in specs.items()})
-    if "serving_default" not in signatures:
-        raise ModelDirError(f"{path}: the SavedModel has no serving_default signature "
+    if SERVING_DEFAULT not in signatures:
+        raise ModelDirError(f"{path}: the SavedModel has no {SERVING_DEFAULT} signature "
                             f"(signatures: {', '.join(sorted(signatures)) or 'none'})")
     servable = Servable(version, path, signatures, json_format.MessageToDict(
         signature_defs, always_print_fields_with_no_presence=True, preserving_proto_field_name=True), loaded)
@@ -142,7 +164,7 @@ def _replay_warmup(servable: Servable) -> None:
             continue  # classify/regress warmups need Example-based signatures, which this server does not serve
         request = log.predict_log.request
         try:
-            signature = servable.signature(request.model_spec.signature_name or "serving_default")
+            signature = servable.signature(request.model_spec.signature_name or SERVING_DEFAULT)
             if set(request.inputs) != set(signature.dtypes):
                 raise ValueError(f"inputs {', '.join(sorted(request.inputs))} do not match the signature's "
                                  f"{', '.join(sorted(signature.dtypes))}")
@@ -152,11 +174,17 @@ def _replay_warmup(servable: Servable) -> None:
 
 
 class Model:
-    """The served versions of one model, its version labels and TF Serving's status/metadata answers."""
+    """The served versions of one model, its version labels and TF Serving's status/metadata answers.
 
-    def __init__(self, name: str, base_dir: Path, servables: dict[int, Servable], labels: dict[str, int]):
-        self.name, self.base_dir, self.labels = name, base_dir, labels
+    `servables` is replaced whole when versions come and go (`tfqa.serving.live`),
+    never changed in place, so a reader holds a consistent snapshot without a lock.
+    """
+
+    def __init__(self, name: str, base_dir: Path, servables: dict[int, Servable], labels: dict[str, int],
+                 policy: VersionPolicy = LATEST):
+        self.name, self.base_dir, self.labels, self.policy = name, base_dir, labels, policy
         self.servables = dict(sorted(servables.items()))
+        self._lock = threading.Lock()
 
     @property
     def latest(self) -> Servable:
@@ -165,14 +193,37 @@ class Model:
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request names, with TF Serving's errors for unknown names, versions and labels."""
+        servables = self.servables
         if label is not None and name == self.name:
             if label not in self.labels:
                 raise ServingFailure(f"Unrecognized servable version label: {label}")
             version = self.labels[label]
-        if name != self.name or (version is not None and version not in self.servables):
+        if name != self.name or not servables or (version is not None and version not in servables):
             wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
             raise ServingFailure(f"Servable not found for request: {wanted}", Code.NOT_FOUND)
-        return self.latest if version is None else self.servables[version]
+        return servables[max(servables) if version is None else version]
+
+    @contextlib.contextmanager
+    def serving(self, name: str, version: int | None = None, label: str | None = None):
+        """`resolve`, holding the version loaded until the block ends (a request's whole model call)."""
+        with self._lock:  # not unloaded between being found and being counted
+            servable = self.resolve(name, version, label)
+            servable.enter()
+        try:
+            yield servable
+        finally:
+            servable.leave()
+
+    def replace_versions(self, add: dict[int, Servable], remove: set[int]) -> list[Servable]:
+        """Serves the versions in `add` and stops serving those in `remove`; returns the removed servables.
+
+        Requests already running on a removed version finish on it (`Servable.wait_idle`).
+        """
+        with self._lock:
+            gone = [self.servables[v] for v in sorted(remove) if v in self.servables]
+            kept = {v: s for v, s in self.servables.items() if v not in remove}
+            self.servables = dict(sorted({**kept, **add}.items()))
+        return gone
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> dict:
         """GetModelStatusResponse as JSON: every loaded version, newest first, or the one asked for."""
@@ -183,11 +234,12 @@ class Model:
             raise ServingFailure(f"Could not find any versions of model {name}", Code.NOT_FOUND)
         if label is not None:
             version = self.resolve(name, label=label).version
-        if version is not None and version not in self.servables:
+        servables = self.servables
+        if version is not None and version not in servables:
             raise ServingFailure(f"Could not find version {version} of model {name}", Code.NOT_FOUND)
         response = get_model_status_pb2.GetModelStatusResponse()
         entry_state = get_model_status_pb2.ModelVersionStatus.AVAILABLE  # all served versions are loaded
-        for v in sorted(self.servables, reverse=True) if version is None else [version]:
+        for v in sorted(servables, reverse=True) if version is None else [version]:
             entry = response.model_version_status.add(version=v, state=entry_state)
             entry.status.SetInParent()  # error_code OK, error_message "": printed, as TF Serving prints them
         return json_format.MessageToDict(response, always_print_fields_with_no_presence=True,
@@ -250,8 +302,9 @@ def release_memory() -> None:
 
 
 def load_model(base_dir: str | os.PathLike, name: str | None = None, *, all_versions: bool = False,
-               labels: dict[str, int] | None = None) -> Model:
-    """Loads the newest version of an export directory (all of them with `all_versions`) plus labelled ones.
+               labels: dict[str, int] | None = None, policy: VersionPolicy | None = None) -> Model:
+    """Loads the versions of an export directory its `policy` selects (default: the newest; `all_versions`:
+    all of them) plus labelled ones.
 
     TF Serving's default version policy serves only the newest version; labels
     must point at versions that are loaded, so labelled versions are loaded too.
@@ -265,6 +318,10 @@ def load_model(base_dir: str | os.PathLike, name: str | None = None, *, all_vers
                                 f"(versions: {', '.join(map(str, versions))})")
     name = name or base.resolve().name
     check_model_name(name)
-    wanted = set(versions) if all_versions else {max(versions), *labels.values()}
+    policy = policy or (ALL if all_versions else LATEST)
+    wanted = policy.select(versions) | set(labels.values())
+    if not wanted:
+        raise ModelDirError(f"{base}: none of the versions there ({', '.join(map(str, versions))}) is in the version "
+                            f"policy {policy}")
     servables = {v: load_servable(v, versions[v]) for v in sorted(wanted)}
-    return Model(name, base, servables, labels)
+    return Model(name, base, servables, labels, policy)
