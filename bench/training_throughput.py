@@ -19,6 +19,12 @@ at the same batch and sequence length:
 
 Throughput is sequences/s over the steps after the first `--warmup` ones
 (tracing and compilation excluded), best of `--rounds` alternating rounds.
+Each row also gives the model's achieved GFLOP/s (`bench.flops`: encoder
+matmuls × 3 for a training step, over the positions the step computes: the
+full window for plain and XLA, the batch's longest window where tfqa trims
+padding) and its share of this CPU's float32 matmul peak at the model's own
+feed-forward shape, [batch × seq, h] × [h, ffn], timed between the runs of
+every round (`bench.matmul_peak`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import bench_tokenizer, squad_file  # noqa: E402
+from bench.common import bench_tokenizer, machine_line, squad_file  # noqa: E402
+from bench.flops import EncoderShape, fp32_peak_timer, of_peak, train_step_flops  # noqa: E402
 from tfqa import load_squad, prepare_features  # noqa: E402
 from tfqa.core.config import TrainConfig  # noqa: E402
 from tfqa.modeling.precision import float32_logits, precision  # noqa: E402
@@ -55,15 +62,22 @@ class StepTimer(tf.keras.callbacks.Callback):
         return (len(steady) - 1) * batch / (steady[-1] - steady[0])
 
 
+def model_config(model_dir: str | None, vocab_size: int, max_seq_length: int):
+    from transformers import AutoConfig, DistilBertConfig
+
+    if model_dir:
+        return AutoConfig.from_pretrained(model_dir)
+    return DistilBertConfig(vocab_size=vocab_size, dim=256, n_layers=4, n_heads=4, hidden_dim=1024,
+                            max_position_embeddings=max(512, max_seq_length))
+
+
 def build_model(model_dir: str | None, vocab_size: int, max_seq_length: int):
-    from transformers import DistilBertConfig, TFAutoModelForQuestionAnswering, TFDistilBertForQuestionAnswering
+    from transformers import TFAutoModelForQuestionAnswering, TFDistilBertForQuestionAnswering
 
     tf.keras.utils.set_random_seed(0)
     if model_dir:
         return TFAutoModelForQuestionAnswering.from_pretrained(model_dir)
-    config = DistilBertConfig(vocab_size=vocab_size, dim=256, n_layers=4, n_heads=4, hidden_dim=1024,
-                              max_position_embeddings=max(512, max_seq_length))
-    model = TFDistilBertForQuestionAnswering(config)
+    model = TFDistilBertForQuestionAnswering(model_config(model_dir, vocab_size, max_seq_length))
     model(model.dummy_inputs)
     return model
 
@@ -92,6 +106,13 @@ def tfqa_fit(spec, features, batch: int, steps: int, jit_compile: bool, mixed_pr
     return timer
 
 
+def trimmed_width(features, batch: int, samples: int = 2000) -> float:
+    """Mean longest window of a shuffled batch: the positions a step computes once tfqa trims padding."""
+    lengths = features.attention_mask.sum(axis=1)
+    rng = np.random.default_rng(0)
+    return float(np.mean([lengths[rng.choice(len(lengths), batch, replace=False)].max() for _ in range(samples)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40, help="training steps per run")
@@ -102,6 +123,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="checkpoint directory (default: DistilBERT-shaped, 4x256)")
     parser.add_argument("--precision-runs", type=int, default=1, help="1: also time bf16 and fp16; 0: skip them")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     tokenizer, vocab = bench_tokenizer()
     examples = load_squad(squad_file())
@@ -115,19 +137,31 @@ def main() -> None:
         for mode in ("bf16", "fp16"):
             runs[f"tfqa fit + {mode}"] = (lambda m: lambda: tfqa_fit(spec, features, args.batch, args.steps,
                                                                     jit_compile=False, mixed_precision=m))(mode)
+    config = model_config(*spec)
+    timer, peak = fp32_peak_timer(config, args.batch * args.max_seq_length), 0.0
     best = {name: 0.0 for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():
             best[name] = max(best[name], run().sequences_per_second(args.warmup, args.batch))
             tf.keras.backend.clear_session()
+            peak = max(peak, timer())
+    trimmed = trimmed_width(features.select(np.arange(args.steps * args.batch)), args.batch)
 
     print(f"model: {args.model or 'DistilBERT-shaped 4 layers x 256'}, batch {args.batch}, max_seq_length "
           f"{args.max_seq_length}, {args.steps} steps ({args.warmup} warm-up), best of {args.rounds} rounds; "
           f"vocab: {vocab}; strategy: {type(make_strategy()).__name__}")
+    shape = EncoderShape.of(config)
+    print(f"float32 matmul peak at [{args.batch * args.max_seq_length}, {shape.hidden}] x [{shape.hidden}, "
+          f"{shape.ffn}], best between the runs: {peak:.1f} GFLOP/s; tfqa's trimmed batches average "
+          f"{trimmed:.0f} of {args.max_seq_length} positions")
     base = best["plain compile/fit"]
     for name, value in best.items():
-        print(f"{name:18s} {value:8.1f} sequences/s   {value / base:5.2f}x")
+        width = args.max_seq_length if name == "plain compile/fit" or "XLA" in name else trimmed
+        step = train_step_flops(config, args.batch, width)
+        print(f"{name:18s} {value:8.1f} sequences/s   {value / base:5.2f}x   "
+              f"{of_peak(step, args.batch / value, peak)}")
     print(f"ratio tfqa / plain: {best['tfqa fit'] / base:.2f}x (target >= 1.0x)")
+    print(machine_line(load_before))
 
 
 if __name__ == "__main__":

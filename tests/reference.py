@@ -7,6 +7,9 @@ Its labelling loop is bounded to the window's context tokens (run_qa.py's own
 loop can walk past the context into [SEP]/padding when the answer starts at the
 last context token).
 
+`loop_max_context_window` is the max-context rule as a loop over the windows
+(tfqa's own implementation until it compared neighbouring windows instead).
+
 `loop_decode` is the straightforward per-example double loop over the top-20
 start × top-20 end indexes of every window, indexing the NumPy arrays as the
 Hugging Face `postprocess_qa_predictions` does.
@@ -61,6 +64,21 @@ def standard_features(examples, tokenizer, max_seq_length=384, doc_stride=128, m
     out.update(example_index=np.asarray(sample_map, dtype=np.int32), start_positions=np.asarray(starts, np.int32),
                end_positions=np.asarray(ends, np.int32), offsets=np.asarray(offsets, np.int32))
     return out
+
+
+def loop_max_context_window(num_tokens, starts, window):
+    """For each context token, the index of the window that is its max context: the first window with
+    the highest min(left, right) + 0.01 × window length."""
+    best_score = np.full(num_tokens, -np.inf)
+    best_window = np.zeros(num_tokens, dtype=np.int32)
+    for w, start in enumerate(starts):
+        end = min(start + window, num_tokens)
+        idx = np.arange(start, end)
+        score = np.minimum(idx - start, end - 1 - idx) + 0.01 * (end - start)
+        better = score > best_score[start:end]  # strict: the first window wins ties
+        best_score[start:end] = np.where(better, score, best_score[start:end])
+        best_window[start:end] = np.where(better, w, best_window[start:end])
+    return best_window
 
 
 def loop_decode(examples, features, start_logits, end_logits, n_best_size=20, max_answer_length=30,

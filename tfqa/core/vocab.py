@@ -38,6 +38,21 @@ def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True, token_t
     return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lowercase, model_input_names=names)
 
 
+def rust_tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True):
+    """A `tokenizers.Tokenizer` for a WordPiece `vocab.txt`, without transformers: the same pipeline
+    (BERT normalizer, pre-tokenizer, WordPiece, `[CLS] a [SEP] b [SEP]`) `BertTokenizerFast` builds."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    tokenizer = Tokenizer(models.WordPiece.from_file(str(vocab_file), unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                      strip_accents=None, lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.post_processor = processors.BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")),
+                                                         ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    return tokenizer
+
+
 def write_vocab(tokens: Iterable[str], path: str | Path) -> Path:
     """Writes a vocab file (atomically) with the special tokens first, as BERT expects."""
     from tfqa.core.files import write_text_atomic

@@ -80,15 +80,8 @@ class ServedModels:
         on_disk = version_dirs(model.base_dir) if Path(model.base_dir).is_dir() else {}
         loadable = {v: path for v, path in on_disk.items()
                     if v in model.servables or self._failed.get((model.name, v)) != _stamp(path)}
-        added, took = {}, []
-        while True:  # a version failing to load leaves the policy to pick again among the rest (new 3, broken 4: 3)
-            labelled = set(model.labels.values()) & set(loadable)
-            pending = sorted((model.policy.select(loadable) | labelled) - set(model.servables) - set(added))
-            if not pending:
-                break
-            self._load_versions(model, pending, loadable, added, took)
-        wanted = model.policy.select(loadable) | (set(model.labels.values()) & set(loadable))
-        gone = model.replace_versions(added, set(model.servables) - wanted)
+        added, took = self._load_wanted(model, loadable)
+        gone = model.replace_versions(added, set(model.servables) - self._wanted(model, loadable))
         for servable in gone:
             servable.wait_idle(UNLOAD_WAIT_SECONDS)
             servable.signatures.clear()
@@ -96,29 +89,36 @@ class ServedModels:
         if gone:
             release_memory()
         if added or gone:
-            self.reporter.line(f"model {model.name}: serving {_listed(model.servables)}"
-                               + (f" (loaded {', '.join(took)}, warm-up included)" if added else "")
-                               + (f" (unloaded {_listed(s.version for s in gone)})" if gone else ""))
+            changes = ([f"loaded {', '.join(took)} with its warm-up"] if added else []) + (
+                [f"unloaded {_listed(s.version for s in gone)}"] if gone else [])
+            self.reporter.line(f"model {model.name}: serving {_listed(model.servables)} ({'; '.join(changes)})")
 
-    def _load_versions(self, model: Model, versions: list[int], loadable: dict, added: dict, took: list) -> None:
-        """Loads `versions` into `added`; one that fails is reported, remembered and taken out of `loadable`."""
-        for version in versions:
-            start = time.monotonic()
-            try:
-                added[version] = load_servable(version, loadable[version])
-            except Exception as e:  # noqa: BLE001 - any failure to load: the versions already served keep serving
+    @staticmethod
+    def _wanted(model: Model, loadable: dict) -> set[int]:
+        return model.policy.select(loadable) | (set(model.labels.values()) & set(loadable))
+
+    def _load_wanted(self, model: Model, loadable: dict) -> tuple[dict, list[str]]:
+        """Loads the wanted versions not served yet; a failed one leaves `loadable`, and the policy is asked again
+        (latest {1} with a broken 4: version 3, if new, is loaded instead)."""
+        added, took = {}, []
+        while missing := sorted(self._wanted(model, loadable) - set(model.servables) - set(added)):
+            for version in missing:
+                start = time.monotonic()
+                try:
+                    added[version] = load_servable(version, loadable[version])
+                except Exception as e:  # noqa: BLE001 - any failure to load: the versions already served keep serving
+                    if self.on_load is not None:
+                        self.on_load(loadable[version], False)
+                    self._failed[(model.name, version)] = _stamp(loadable.pop(version))
+                    reason = str(e) if isinstance(e, ModelDirError) else f"{type(e).__name__}: {e}"
+                    self.reporter.warn(f"model {model.name}: version {version} not loaded, still serving "
+                                       f"{_listed(model.servables)}: {reason}".splitlines()[0])
+                    continue
+                self.load_seconds[(model.name, version)] = seconds = time.monotonic() - start
                 if self.on_load is not None:
-                    self.on_load(loadable[version], False)
-                self._failed[(model.name, version)] = _stamp(loadable[version])
-                del loadable[version]
-                reason = str(e) if isinstance(e, ModelDirError) else f"{type(e).__name__}: {e}"
-                self.reporter.warn(f"model {model.name}: version {version} not loaded, still serving "
-                                   f"{_listed(model.servables)}: {reason}".splitlines()[0])
-                continue
-            self.load_seconds[(model.name, version)] = seconds = time.monotonic() - start
-            if self.on_load is not None:
-                self.on_load(loadable[version], True)
-            took.append(f"{version} in {seconds:.2f} s")
+                    self.on_load(loadable[version], True)
+                took.append(f"{version} in {seconds:.2f} s")
+        return added, took
 
     def start_polling(self, seconds: float) -> None:
         """Polls every `seconds` in a daemon thread until `close` (0: never, as TF Serving)."""

@@ -7,10 +7,13 @@ Serving ignores it. Models are read only
 through their signatures (input/output names, dtypes and shapes), so any
 SavedModel with a `serving_default` signature is served unchanged. TensorFlow is
 imported only when a model is loaded, so checking a directory is instant.
+Which versions a `Model` serves is its version policy's (`tfqa.serving.model_config`);
+`tfqa.serving.live` changes them while requests run.
 
-Errors here know nothing of HTTP: a request the model cannot serve is a
-`ServingFailure` with TensorFlow's canonical error code, which the REST layer
-maps to a status (`tfqa.rest.http.http_status`); the codes have names in `tfqa.serving.errors`.
+Errors here know nothing of HTTP or gRPC: a request the model cannot serve is a
+`ServingFailure` with TensorFlow's canonical error code (named in
+`tfqa.serving.errors`), which each front end maps to its status (REST:
+`tfqa.rest.http.http_status`).
 """
 
 from __future__ import annotations
