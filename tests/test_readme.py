@@ -2,7 +2,10 @@
 
 Markers in README.md, an HTML comment right before a fenced block:
     <!-- readme-test: skip — REASON -->   not runnable here (hub downloads, Docker, several machines, installs)
-    <!-- readme-test: output -->          what the previous example prints: compared with its stdout
+    <!-- readme-test: output -->          what the previous example prints: compared with its stdout, exactly
+    <!-- readme-test: output, shortened — REASON -->   the same, with `...` for omitted text (whitespace ignored)
+Inside an output block, `<varies: REASON>` stands for a value that legitimately differs from run to run (a
+timing, an absolute path, a port): any text within its line. Every marker must give its reason.
 Every other block is a `bash` or `python` example and is run. Offline substitutions (stated in the README):
 the local MiniLM-L6 checkpoint for the hub name `distilbert-base-uncased`, and free ports for the servers
 (`tfqa serve`/`tfqa demo` lines start in the background; later examples reach them on their new ports).
@@ -28,7 +31,8 @@ BLOCK = re.compile(r"(?:<!-- readme-test: (?P<mark>[^\n]*?) -->\n)?```(?P<lang>[
                    re.S | re.M)
 SERVER = re.compile(r"^(?:tfqa|python -m tfqa) (?:serve|demo)\b.*$", re.M)
 HUB_NAME = "distilbert-base-uncased"
-NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?"
+VARIES = re.compile(r"<varies: (?P<reason>[^<>\n]*)>")
+SHORTENED = "output, shortened —"
 
 
 def readme_blocks():
@@ -45,31 +49,53 @@ def test_every_block_is_run_checked_or_marked_with_a_reason():
             assert lang in ("bash", "python"), f"unmarked {lang or 'plain'} block: {body[:80]!r}"
         elif mark.startswith("skip"):
             assert len(mark.split("—", 1)[-1].strip()) > 15, f"a skip needs its reason: {mark!r}"
+        elif mark.startswith(SHORTENED):
+            assert len(mark.removeprefix(SHORTENED).strip()) > 15, f"a shortened output needs its reason: {mark!r}"
         else:
             assert mark == "output", mark
+            assert "..." not in body, f"an output with omitted text must be marked shortened: {body[:80]!r}"
 
 
-def matches(expected: str, printed: str) -> bool:
-    """Whether `printed` is `expected` with `...` standing for any text and any number for a number.
+def test_every_varying_value_in_an_output_says_why():
+    varying = [m["reason"] for mark, _, body in readme_blocks() if mark and mark.startswith("output")
+               for m in VARIES.finditer(body)]
+    for reason in varying:
+        assert len(reason.strip()) > 10, f"<varies: {reason}> needs its reason"
+    in_blocks = sum(body.count("<varies:") for _, _, body in readme_blocks())
+    assert in_blocks == len(varying), "<varies: ...> belongs inside an output block"
 
-    Whitespace is ignored (JSON may be shown over several lines): e.g. expected `{"f1": 98.0, ...}`
-    matches printed `{"f1":97.5,"total":459}`.
+
+def _lines(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
+
+
+def matches(expected: str, printed: str, shortened: bool = False) -> bool:
+    """Whether `printed` is exactly `expected` (trailing spaces and blank lines at either end aside), where
+    `<varies: REASON>` stands for any text within its line; `shortened`: `...` stands for any text and
+    whitespace is ignored (JSON shown over several lines, e.g. `{"f1": 98.0, ...}` for `{"f1":98.0,"total":459}`).
     """
+    def literal(piece: str) -> str:
+        return re.escape(re.sub(r"\s+", "", piece) if shortened else piece)
+
     pattern = ""
-    for piece in re.split(rf"(\.\.\.|{NUMBER})", re.sub(r"\s+", "", expected)):
-        if piece == "...":
+    for piece in re.split(r"(<varies: [^<>\n]*>|\.\.\.)", expected if shortened else _lines(expected)):
+        if VARIES.fullmatch(piece):
+            pattern += r"[^\n]*?"
+        elif piece == "..." and shortened:
             pattern += ".*?"
-        elif re.fullmatch(NUMBER, piece or "x"):
-            pattern += NUMBER
         else:
-            pattern += re.escape(piece)
-    return re.fullmatch(pattern, re.sub(r"\s+", "", printed), re.S) is not None
+            pattern += literal(piece)
+    return re.fullmatch(pattern, re.sub(r"\s+", "", printed) if shortened else _lines(printed), re.S) is not None
 
 
 def test_matches():
-    assert matches('{"f1": 98.0,\n "a": "crow", ...}', '{"f1":97.5,"a":"crow","total":459}')
+    assert matches('{"f1": 98.0,\n "a": "crow", ...}', '{"f1":98.0,"a":"crow","total":459}', shortened=True)
+    assert not matches('{"f1": 98.0, ...}', '{"f1":97.5,"total":459}', shortened=True)
     assert not matches('{"a": "crow"}', '{"a":"rice"}')
-    assert matches("EM 98.0 on 459 questions", "EM 97.1 on 459 questions")
+    assert not matches("EM 98.0 on 459 questions", "EM 97.1 on 459 questions")  # numbers are compared too
+    assert not matches("a ... b", "a x b") and matches("a ... b", "a ... b  \n\n")  # `...` only when shortened
+    assert matches("done in <varies: a timing> here\nnext", "done in 3.2 s here\nnext")
+    assert not matches("done in <varies: a timing>\nnext", "done in 3.2 s\nmore\nnext")  # within its line
 
 
 class Session:
@@ -157,8 +183,8 @@ def session(tmp_path_factory):
                 previous = session.run(lang, body)
                 if previous.returncode != 0:
                     failures.append(f"exit {previous.returncode}:\n{body}\nstderr: {previous.stderr[-2000:]}")
-            elif mark == "output" and previous is not None and previous.returncode == 0:
-                if not matches(body, previous.stdout):
+            elif mark.startswith("output") and previous is not None and previous.returncode == 0:
+                if not matches(body, previous.stdout, shortened=mark.startswith(SHORTENED)):
                     failures.append(f"printed:\n{previous.stdout[-2000:]}\nREADME shows:\n{body}")
         session.failures = failures
         yield session

@@ -34,7 +34,7 @@ def test_smoke_preset_trains_to_em_90_and_saves(smoke_run):
     for name in ("tf_model.h5", "config.json", "vocab.txt", "predictions.json", "null_odds.json", "history.json",
                  "training.png"):
         assert (out / name).exists(), name
-    assert f"Outputs in {out}/:" in proc.stdout and "Next:" in proc.stdout
+    assert f"Outputs in {out}/:" in proc.stderr and "Next:" in proc.stderr
     assert "\r" not in proc.stdout and "//" not in proc.stdout + proc.stderr  # no progress bars among the results
     umask = os.umask(0)
     os.umask(umask)
@@ -67,7 +67,7 @@ def test_smoke_null_threshold_is_tuned_on_dev_and_applied_everywhere(smoke_run):
     predictions = json.loads((out / "predictions.json").read_text())
     null_odds = json.loads((out / "null_odds.json").read_text())
     assert squad_metrics(examples, predictions, na_probs=null_odds, na_prob_thresh=tuned["threshold"])["f1"] == \
-        results["f1"] and f"--na-prob-thresh {tuned['threshold']!r}" in proc.stdout
+        results["f1"] and f"--na-prob-thresh {tuned['threshold']!r}" in proc.stderr
     assert all((text == "") == (null_odds[qid] > tuned["threshold"]) for qid, text in predictions.items()
                if text or null_odds[qid] > tuned["threshold"])
     # The export answers "" exactly where predictions.json does.
@@ -75,6 +75,17 @@ def test_smoke_null_threshold_is_tuned_on_dev_and_applied_everywhere(smoke_run):
                                                                         [e.context for e in examples])
     no_answer = {e.id for e, r in zip(examples, exported) if not r["answer"]}
     assert no_answer == {qid for qid, text in predictions.items() if not text}
+
+
+@pytest.mark.slow
+def test_train_keras_stdout_is_the_scores_json_only(smoke_run):
+    """`train_keras.py ... > scores.json` is JSON: the closing lines (where outputs are, what next) are on stderr."""
+    out, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads(proc.stdout)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert scores == {k: round(v, 2) for k, v in results.items() if isinstance(v, float)} and "f1" in scores
+    assert "Next:" not in proc.stdout and "Next: python -m tfqa inspect" in proc.stderr
 
 
 def test_default_run_offline_explains_and_exits_2(tmp_path):

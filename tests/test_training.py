@@ -199,16 +199,30 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
     first_log = proc.communicate()[0]
     assert (out / "checkpoints" / "epoch-01.h5").exists(), first_log[-3000:]
     assert not (out / "tf_model.h5").exists(), first_log[-3000:]  # it really was cut off before the end
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # A window size the backup was not trained with: one line naming the flag, nothing written.
+    files = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    wrong = subprocess.run([*cmd, "--max_seq_length", "96"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr[-3000:]
+    assert wrong.stderr.strip() == (f"train_keras.py: error: --max_seq_length 96: the interrupted run in {out} was "
+                                    "trained with 64; resume with --max_seq_length 64 or pass --overwrite_output_dir")
+    assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) == files
+    # The learning rate may change on resume; the resume says so, and each epoch keeps the rate it trained at.
+    again = subprocess.run([*cmd, "--learning_rate", "0.002"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, "\n".join(l for l in again.stderr.splitlines() if "WARNING" not in l)[-3000:]
     log = again.stdout + again.stderr
     assert "epoch 1/3: training" not in log and "epoch 2/3: training" in log and "epoch 3/3: training" in log, \
         (first_log[-2000:], log[-2000:])
+    assert f"resuming the interrupted run in {out} at epoch 2 of 3 (after " in again.stderr
+    assert "1 epoch complete); changed: --learning_rate 0.001 → 0.002" in again.stderr
     assert (out / "tf_model.h5").exists()
     # The history and the plot continue the first attempt's: every epoch once, all its steps.
     history = json.loads((out / "history.json").read_text())
     assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [
         (epoch, history["steps_per_epoch"]) for epoch in (1, 2, 3)]
+    assert [e["trained_with"]["learning_rate"] for e in history["epochs"]] == [0.001, 0.002, 0.002]
+    inspect = subprocess.run([sys.executable, "-m", "tfqa", "inspect", str(out)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+    assert "learning rate 0.001 (epoch 1), 0.002 (epochs 2–3)" in inspect.stdout, inspect.stdout
     assert (out / "training.png").stat().st_size > 10_000
 
 

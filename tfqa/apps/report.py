@@ -13,6 +13,7 @@ from typing import Sequence
 
 from tfqa.core.history import best_epoch, history_steps
 from tfqa.core.metrics import exact_match_of
+from tfqa.core.resume import RECORDED_PER_EPOCH
 from tfqa.training.presets import preset_of
 from tfqa.core.run_dir import (DEFAULT_EXPORT, HISTORY_FILE, MODEL_CONFIG_FILE, PLOT_FILE, RESULTS_FILE, RUN_FILES,
                                SETTINGS_FILE, RunDirError, checkpoint_path, read_run_json)
@@ -73,6 +74,7 @@ def run_report(output_dir: str | Path) -> dict:
             else "2.0" if config["version_2_with_negative"] else "1.1",
             "seed": config.get("seed"),
         },
+        "changed_on_resume": _changed_on_resume(history),
         "epochs": [_epoch_row(e) for e in epochs],
         "best_epoch": best and {"epoch": best["epoch"], "exact": exact_match_of(best), "f1": best["f1"]},
         "final": final or None,
@@ -86,6 +88,32 @@ def run_report(output_dir: str | Path) -> dict:
         report["best_epoch"]["note"] = (f"the saved model is the last epoch's ({last}); the best epoch's weights are "
                                         + (str(checkpoint) if checkpoint.is_file() else "not kept"))
     return report
+
+
+def _changed_on_resume(history: dict) -> dict:
+    """{flag name: [{"value", "epochs"}, ...]} for each schedule setting a resume changed, from the values each
+    epoch record was trained with (history.json's "config" holds the last attempt's only)."""
+    changed = {}
+    records = sorted((e for e in history.get("epochs", []) if not e.get("partial") and "trained_with" in e),
+                     key=lambda e: e.get("epoch", 0))
+    for name in RECORDED_PER_EPOCH:
+        spans: list[dict] = []
+        for record in records:
+            value = record["trained_with"].get(name)
+            if spans and spans[-1]["value"] == value:
+                spans[-1]["epochs"].append(record.get("epoch"))
+            else:
+                spans.append({"value": value, "epochs": [record.get("epoch")]})
+        if len(spans) > 1:
+            changed[name] = spans
+    return changed
+
+
+def _spans(spans: list[dict]) -> str:
+    """E.g. "0.001 (epoch 1), 0.002 (epochs 2–4)"."""
+    def epochs(numbers):
+        return f"epoch {numbers[0]}" if len(numbers) == 1 else f"epochs {numbers[0]}–{numbers[-1]}"
+    return ", ".join(f"{_num(span['value'])} ({epochs(span['epochs'])})" for span in spans)
 
 
 def _read_json(out: Path, name: str, missing: list, what: str) -> dict:
@@ -183,8 +211,13 @@ def format_report(report: dict) -> str:
     batch = f"batch {s['global_batch'] or s['per_replica_batch_size']}"
     if s["replicas"] and s["replicas"] > 1:
         batch += f" ({s['per_replica_batch_size']} per replica × {s['replicas']})"
-    lines.append(f"  settings  {schedule}, {batch}, learning rate {_num(s['learning_rate'])}"
+    changed = dict(report.get("changed_on_resume") or {})
+    rate = _spans(changed.pop("learning_rate")) if "learning_rate" in changed else _num(s["learning_rate"])
+    lines.append(f"  settings  {schedule}, {batch}, learning rate {rate}"
                  + (f" (warmup {s['warmup_ratio']:.0%})" if s["warmup_ratio"] is not None else ""))
+    if changed:
+        lines.append("            changed on resume: " + "; ".join(f"--{name} {_spans(spans)}"
+                                                                   for name, spans in changed.items()))
     lines.append(f"            max_seq_length {_num(s['max_seq_length'])}, doc_stride {_num(s['doc_stride'])}, "
                  f"max_query_length {_num(s['max_query_length'])}, SQuAD {s['squad_version'] or '?'}, "
                  f"seed {_num(s['seed'])}")

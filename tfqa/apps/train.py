@@ -95,6 +95,11 @@ def prepare_run(config, overwrite_output_dir: bool = False, spelled: dict[str, s
     if config.train and finished_run(config.output_dir) and not overwrite_output_dir:
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
+    if config.train and not overwrite_output_dir:  # a rerun into an interrupted run must fit its backup
+        from tfqa.core.resume import resume_problems
+
+        planned = config.replace(**preset.data_files(config)) if preset is not None else config
+        problems += resume_problems(planned.to_dict(), config.output_dir)
     if problems:
         raise FlagError(as_typed("; ".join(problems), spelled or {}))
     for flag in ("output_dir", "cache_dir", "export_dir"):
@@ -173,8 +178,9 @@ def _locked_run(config, args, state: dict, locks: contextlib.ExitStack) -> int:
             raise
         raise _Hinted(f"{e}; pass local SQuAD files with --train_file/--predict_file, or try: "
                       "python train_keras.py --preset smoke") from None
-    print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}))
-    print(closing_lines(config, results))
+    print(json.dumps({k: round(v, 2) for k, v in results.items() if isinstance(v, float)}), flush=True)
+    for line in closing_lines(config, results).splitlines():  # guidance, not results: stdout stays JSON
+        CONSOLE.line(line)
     return 0
 
 

@@ -2,12 +2,14 @@
 
 Real runs load the tokenizer that ships with the checkpoint; this exists so that
 the offline smoke preset and the tests can train a BERT-style uncased WordPiece
-vocabulary from the data they use, with no download.
+vocabulary from the data they use, with no download. `train_wordpiece` (Hugging
+Face's trainer) is not reproducible across processes; `train_word_vocab` is.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -28,6 +30,32 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
     with tempfile.TemporaryDirectory() as tmp:
         wp.save_model(tmp)
         return tokenizer_from_vocab(Path(tmp) / "vocab.txt", lowercase=lowercase, token_type_ids=token_type_ids)
+
+
+def train_word_vocab(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
+                     token_type_ids: bool = True):
+    """A WordPiece `BertTokenizerFast` whose vocab is the same for the same texts in every process.
+
+    Hugging Face's trainer breaks ties between equally frequent pairs in hash-map order, which
+    changes from one process to the next: the same texts gave different vocab sets and token ids
+    (so a differently initialised smoke model, and a different tuned null threshold). Here the
+    vocab is every character seen (alone and as a "##" continuation, so any word can be spelled),
+    then whole words by frequency, ties alphabetical, up to `vocab_size`; words left out are spelled
+    in characters. Words are cut as BERT's own normalizer and pre-tokenizer cut them.
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    alphabet = sorted({c for word in words for c in word})
+    tokens = list(dict.fromkeys([*alphabet, *(f"##{c}" for c in alphabet),
+                                 *sorted(words, key=lambda w: (-words[w], w))]))
+    tokens = tokens[:max(0, vocab_size - len(SPECIAL_TOKENS))]
+    with tempfile.TemporaryDirectory() as tmp:
+        return tokenizer_from_vocab(write_vocab(tokens, Path(tmp) / "vocab.txt"), lowercase=lowercase,
+                                    token_type_ids=token_type_ids)
 
 
 def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True, token_type_ids: bool = True):

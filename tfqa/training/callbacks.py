@@ -19,6 +19,7 @@ from tfqa.core.files import write_json_atomic
 from tfqa.core.history import load_history, plot_title, step_losses_from_running_means, write_training_plot
 from tfqa.core.metrics import exact_match_of, squad_metrics
 from tfqa.core.progress import SILENT, Reporter
+from tfqa.core.resume import trained_with
 from tfqa.core.run_dir import BACKUP_DIR, HISTORY_FILE, LOGS_DIR, PLOT_FILE, checkpoint_path, step_checkpoint_path
 from tfqa.modeling.prediction import predict_answers
 
@@ -144,6 +145,7 @@ class RecordHistory(tf.keras.callbacks.Callback):
         write_json_atomic(self.out / HISTORY_FILE, self.history)
 
     def _close_epoch(self, record: dict) -> None:
+        record["trained_with"] = trained_with(self.history.get("config") or {})  # a resume may change them
         record["step_losses"] = [_finite(x, 7) for x in step_losses_from_running_means(self._means)]
         self.history["epochs"].append(record)
         self._epoch, self._means = 0, []

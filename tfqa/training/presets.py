@@ -55,15 +55,21 @@ class Preset:
         user's choice: it is used, and `reporter` says so.
         """
         out = Path(config.output_dir)
-        changes = {}
-        for flag, name, data in zip(("train_file", "predict_file"), ("train.json", "dev.json"), self.datasets()):
-            if is_tfds_name(getattr(config, flag)):
-                changes[flag] = str(_write_own(out, f"{DATA_DIR}/{name}", json_text(data), f"--{flag}"))
+        changes = self.data_files(config)
+        for flag, data in zip(("train_file", "predict_file"), self.datasets()):
+            if flag in changes:
+                _write_own(out, Path(changes[flag]).relative_to(out).as_posix(), json_text(data), f"--{flag}")
         for name in self.shared_files:
             if (out / name).exists() and not recorded(out, name):
                 reporter.note(f"--preset {self.name}: using the {out / name} that was there already "
                               "(remove it to make a new one)")
         return config.replace(**changes)
+
+    def data_files(self, config: TrainConfig) -> dict:
+        """The --train_file/--predict_file that `prepare_data` points the config at (nothing written)."""
+        data_dir = Path(config.output_dir) / DATA_DIR
+        return {flag: str(data_dir / name) for flag, name in (("train_file", "train.json"), ("predict_file", "dev.json"))
+                if is_tfds_name(getattr(config, flag))}
 
 
 def _write_own(out: Path, rel: str, text: str, flag: str) -> Path:
@@ -103,17 +109,17 @@ def _smoke_datasets():
 
 
 def _smoke_model(config: TrainConfig, texts: list):
-    from tfqa.core.vocab import tokenizer_from_vocab, train_wordpiece, write_vocab
+    from tfqa.core.vocab import tokenizer_from_vocab, train_word_vocab, write_vocab
     from tfqa.modeling.checkpoints import tiny_distilbert
 
-    # WordPiece training is not reproducible token for token across processes, so the vocab of
-    # the first run is kept: a resumed run must rebuild exactly the model its backup holds.
+    # The vocab is reproducible (`train_word_vocab`: --seed repeats a run); a resumed run still reads
+    # the one its first attempt wrote, so it rebuilds exactly the model its backup holds.
     vocab = Path(config.output_dir) / SMOKE_VOCAB
     if vocab.exists():
         check_vocab(vocab)
         tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
     else:
-        tokenizer = train_wordpiece(texts, vocab_size=2000, token_type_ids=False)
+        tokenizer = train_word_vocab(texts, vocab_size=2000, token_type_ids=False)
         write_vocab(sorted(tokenizer.vocab, key=tokenizer.vocab.get), vocab)
     return tiny_distilbert(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
 
