@@ -7,6 +7,7 @@ The client side uses only `tensorflow_serving.apis` (stubs, request protos) and
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -269,3 +270,51 @@ def test_grpc_request_past_its_deadline_is_not_run(model, monkeypatch):
         service.Predict(predict_request({"question": ["Who?"], "context": ["a b"]}), Expired())
     assert aborted.value.args == (grpc.StatusCode.DEADLINE_EXCEEDED, "the request's deadline passed before it could run")
     assert calls == []
+
+
+def test_grpc_requests_never_fail_while_a_new_version_is_switched_in(tmp_path, model):
+    """4 gRPC clients ask while version 2 is renamed into place and polled in: every request answered."""
+    import shutil
+    import threading
+
+    from tfqa.serving.live import ServedModels
+    from tfqa.serving.servables import load_model as load
+
+    base = tmp_path / "tfqa"
+    shutil.copytree(model.servables[1].path, base / "1")
+    models = ServedModels([load(base)])
+    server, port = start_grpc_server(models, "127.0.0.1", 0, max_message_bytes=MAX_BODY, max_instances=4)
+    stop, answers, failures = threading.Event(), [], []
+
+    def client():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    answers.append(rows_of(stub.Predict(predict_request({"question": ["Who?"], "context": ["a b"]}),
+                                                        timeout=30))[0]["answer"])
+                except grpc.RpcError as e:
+                    failures.append((e.code(), e.details()))
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(answers) + len(failures) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(20)
+        shutil.copytree(model.servables[2].path, base / ".tmp-export-2")
+        (base / ".tmp-export-2").rename(base / "2")
+        models.poll()
+        wait_for(len(answers) + 20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        server.stop(None)
+    assert failures == []
+    assert answers[0] == "a" and answers[-1] == "b"  # version 1 answers the first word, version 2 the last
+    assert sorted(models.models["tfqa"].servables) == [2]

@@ -97,10 +97,12 @@ def test_docker_compose_command_runs_locally_with_paths_adjusted(export_dir, tmp
 def test_models_config_serves_two_models_and_a_labelled_version(export_dir, tmp_path):
     """serve/models.config's list (path adjusted) plus a second, pinned model with a label, through the command."""
     config = adjusted_models_config(export_dir, tmp_path, second_model=True)
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
     grpc_port = free_port()
     proc, url, line = start_serve(f"--model_config_file={config}", f"--port={grpc_port}",
                                   f"--rest_api_port={free_port()}", "--file_system_poll_wait_seconds=0",
-                                  command="model-server")
+                                  f"--monitoring_config_file={monitoring}", command="model-server")
     try:
         assert line.startswith(f"Serving tfqa (version 2), tfqa_pinned (versions 1, 2) over gRPC at 127.0.0.1:{grpc_port}")
         root = url.rsplit("/", 1)[0]
@@ -111,6 +113,29 @@ def test_models_config_serves_two_models_and_a_labelled_version(export_dir, tmp_
         assert requests.get(root + "/tfqa_pinned/versions/1", timeout=30).status_code == 200
         assert requests.get(root + "/tfqa/versions/1", timeout=30).status_code == 404  # latest policy: 2 only
         assert requests.get(root + "/other", timeout=30).json() == {"error": "Could not find any versions of model other"}
+        scrape = requests.get(url.split("/v1/")[0] + "/monitoring/prometheus/metrics", timeout=30).text
+        counts = {(s[1]["model_name"], s[1]["status"]): s[2] for s in samples(scrape)[":tensorflow:serving:request_count"]}
+        # the 3 REST + 3 gRPC predicts, the 3 status requests; the scrape itself is not counted
+        assert counts == {("tfqa", "OK"): 2, ("tfqa_pinned", "OK"): 5, ("tfqa", "NOT_FOUND"): 1,
+                          ("other", "NOT_FOUND"): 1}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_grpc_only_server_answers_and_stops_on_sigterm(export_dir):
+    """--rest_api_port 0 (TF Serving's default): gRPC alone, until SIGTERM, exit 0."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tfqa", "model-server", f"--port={port}", "--model_name=tfqa",
+                             f"--model_base_path={export_dir}", "--file_system_poll_wait_seconds=0"], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        banner = next(line for line in proc.stderr if line.startswith("Serving "))
+        assert banner.strip() == f"Serving tfqa (version 2) over gRPC at 127.0.0.1:{port}"
+        assert grpc_predict(port, "tfqa") == expected_answer(**QA, word="last")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
