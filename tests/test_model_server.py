@@ -24,7 +24,7 @@ from tfqa.rest.server import build_app
 from tfqa.serving.batching import Batcher
 from tfqa.serving.batching_config import BatchingParameters
 from tfqa.serving.live import load_models
-from tfqa.serving.metrics import ServingMetrics, read_monitoring_config
+from tfqa.serving.metrics import MonitoringConfigError, ServingMetrics, read_monitoring_config
 from tfqa.serving.model_config import read_model_config
 
 QA = {"question": "Who is it?", "context": "Denver Broncos won"}
@@ -195,6 +195,12 @@ def test_monitoring_config_file_is_tf_servings_text_proto(tmp_path):
     assert read_monitoring_config(path) is None
     path.write_text("prometheus_config { enable: true }")
     assert read_monitoring_config(path).path == "/monitoring/prometheus/metrics"  # TF Serving's default path
+    path.write_text('prometheus_config { enable: true path: "/v1/models/metrics" }')
+    with pytest.raises(MonitoringConfigError, match="must start with / and not with /v1/"):
+        read_monitoring_config(path)
+    path.write_text("prometheus_config { enabled: true }")
+    with pytest.raises(MonitoringConfigError, match='has no field named "enabled"'):
+        read_monitoring_config(path)
 
 
 def samples(text: str) -> dict:
