@@ -245,7 +245,7 @@ def test_grpc_busy_port_is_a_one_line_error(model):
         server.stop(None)
 
 
-def test_grpc_unknown_signature_dtype_mismatch_names_both(predictions):
+def test_grpc_dtype_mismatch_names_the_input_and_both_dtypes(predictions):
     request = predict_request({"question": np.array([1], np.int32), "context": ["b"]})
     with pytest.raises(grpc.RpcError) as raised:
         predictions.Predict(request, timeout=30)
