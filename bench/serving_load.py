@@ -151,6 +151,13 @@ def load_clients(port: int, examples, clients: int, total: int) -> tuple[float, 
             answers[e.id] = json.loads(data)["predictions"][0]["answer"]
         conn.close()
 
+    wall = run_clients(client, clients, barrier, errors)
+    return clients * per_client / wall, np.array(latencies), answers
+
+
+def run_clients(client, clients: int, barrier: threading.Barrier, errors: list, what: str = "requests") -> float:
+    """Seconds for `client(k)` in `clients` threads, timed from `barrier` (the clients' own `wait()` releases
+    them together); exits naming the first of `errors` if any request failed."""
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
@@ -160,8 +167,8 @@ def load_clients(port: int, examples, clients: int, total: int) -> tuple[float, 
         t.join()
     wall = time.perf_counter() - start
     if errors:
-        sys.exit(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    return clients * per_client / wall, np.array(latencies), answers
+        sys.exit(f"{len(errors)} {what} failed, e.g. {errors[0]}")
+    return wall
 
 
 def direct(servable, examples, batch: int) -> tuple[float, dict]:

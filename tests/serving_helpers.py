@@ -145,8 +145,8 @@ class ThreadedServer:
         self.sock.close()
 
 
-def start_serve(*args: str, timeout: float = 120.0):
-    """Starts `python -m tfqa serve ARGS` and waits for its "Serving ... at URL" line: (process, url, line).
+def start_serve(*args: str, timeout: float = 120.0, command: str = "serve"):
+    """Starts `python -m tfqa COMMAND ARGS` and waits for its "Serving ... at URL" line: (process, url, line).
 
     A thread keeps draining the server's stderr (TensorFlow logs there) so it never blocks on a full pipe.
     """
@@ -155,7 +155,7 @@ def start_serve(*args: str, timeout: float = 120.0):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "tfqa", "serve", *args], cwd=ROOT, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "tfqa", command, *args], cwd=ROOT, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
@@ -170,6 +170,7 @@ def start_serve(*args: str, timeout: float = 120.0):
         seen.append(line)
         match = re.match(r"Serving .* at (http://\S+)$", line.strip())
         if match:
+            proc.seen = seen  # the lines before it (notes), for tests
             return proc, match.group(1), line.strip()
     proc.kill()
     proc.wait()
@@ -180,4 +181,12 @@ def fake_export(tmp_path_factory, name: str) -> Path:
     """A module's fake export base `<tmp>/<name>/tfqa` holding version 1 (see `build_fake_qa_model`)."""
     base = tmp_path_factory.mktemp(name) / "tfqa"
     build_fake_qa_model(base / "1")
+    return base
+
+
+def two_version_export(tmp_path_factory, name: str) -> Path:
+    """A module's fake export base `<tmp>/<name>/tfqa`: version 1 (first word, with warm-up), 2 (last word)."""
+    base = tmp_path_factory.mktemp(name) / "tfqa"
+    build_fake_qa_model(base / "1", warmup=True)
+    build_fake_qa_model(base / "2", word="last")
     return base

@@ -43,7 +43,8 @@ def test_pip_install_gives_the_package_and_its_console_scripts(tmp_path):
                           cwd=elsewhere, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().startswith(site)
-    for script, words in (("tfqa", "evaluate"), ("tfqa-train", "--gradient_accumulation_steps")):
+    for script, words in (("tfqa", "evaluate"), ("tfqa-train", "--gradient_accumulation_steps"),
+                          ("tfqa-model-server", "--rest_api_port")):
         proc = subprocess.run([str(scripts / script), "--help"], cwd=elsewhere, env=env, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0 and words in proc.stdout, proc.stderr[-2000:]

@@ -440,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batching_options(p)
     p.set_defaults(func=cmd_serve)
 
+    # Listed for --help only: main() hands `model-server` to tfqa.apps.model_server, whose flags are TF Serving's.
+    sub.add_parser("model-server", add_help=False,
+                   help="serve exports like tensorflow_model_server: gRPC and REST, its flags and config files")
+
     p = sub.add_parser("ask", help="ask a model questions about a context (a running server, or a run/export here)",
                        description=cmd_ask.__doc__ + " The context comes from --context, --context-file or stdin.")
     answerer = p.add_mutually_exclusive_group(required=True)
@@ -481,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m tfqa` and of the `tfqa` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["model-server"]:
+        from tfqa.apps.model_server import run_model_server
+
+        return run_model_server(argv[1:], f"{_prog()} model-server")
     quiet_startup(verbose="--verbose" in argv)  # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
     return guarded("tfqa", lambda: args.func(args))

@@ -23,6 +23,8 @@ _HTTP_STATUS = {Code.CANCELLED: 499, Code.UNKNOWN: 500, Code.INVALID_ARGUMENT: 4
                 Code.RESOURCE_EXHAUSTED: 429, Code.FAILED_PRECONDITION: 400, Code.ABORTED: 409,
                 Code.OUT_OF_RANGE: 400, Code.UNIMPLEMENTED: 501, Code.INTERNAL: 500, Code.UNAVAILABLE: 503,
                 Code.DATA_LOSS: 500, Code.UNAUTHENTICATED: 401}
+_ERROR_CODE = {**{status: code for code, status in sorted(_HTTP_STATUS.items(), reverse=True)},
+               500: Code.INTERNAL, 413: Code.RESOURCE_EXHAUSTED, 408: Code.DEADLINE_EXCEEDED, 405: Code.UNIMPLEMENTED}
 
 
 class RequestError(TfqaError, ValueError):
@@ -47,6 +49,17 @@ class StartupError(TfqaError, RuntimeError):
 def http_status(code: int) -> int:
     """The HTTP status TF Serving answers for a TF canonical error `code` (500 for unknown ones)."""
     return _HTTP_STATUS.get(code, 500)
+
+
+def error_code(status: int) -> int:
+    """The TF canonical error code an HTTP status stands for (the metrics' `status` label): 0 for 2xx.
+
+    Statuses several codes share go to the first of them (400: INVALID_ARGUMENT); the
+    server's own refusals: 413 (body too big) RESOURCE_EXHAUSTED, 408 (too slow) DEADLINE_EXCEEDED.
+    """
+    if 200 <= status < 300:
+        return 0
+    return _ERROR_CODE.get(status, 2)
 
 
 async def read_body(request, limit: int, too_big: str | None = None,

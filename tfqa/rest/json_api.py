@@ -264,18 +264,6 @@ def _columns_to_arrays(inputs, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def check_shapes(arrays: dict[str, np.ndarray], shapes: dict[str, tuple | None], signature_name: str) -> None:
-    """Refuses inputs whose rank or fixed dimensions differ from the signature's (None = any size)."""
-    for name, array in arrays.items():
-        want = shapes[name]
-        if want is None:
-            continue
-        if len(want) != array.ndim or any(w is not None and w != got for w, got in zip(want, array.shape)):
-            expected = "[" + ",".join("-1" if w is None else str(w) for w in want) + "]"
-            raise RequestError(f"input '{name}' has shape {list(array.shape)} but signature '{signature_name}' "
-                               f"expects {expected} (-1: any size)")
-
-
 def _json_values(array: np.ndarray, as_bytes: bool):
     """Nested lists of JSON-ready values: UTF-8 strings as text, other bytes as {"b64": ...}."""
     if array.dtype == object:

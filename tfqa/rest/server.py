@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -32,16 +33,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfqa.core.progress import SILENT, Reporter
-from tfqa.export.names import CONTEXT, QUESTION, TEXT_INPUTS
-from tfqa.rest.http import (RequestError, StartupError, base_url, http_status, json_http_exception, listen, read_body,
-                            run_server)
-from tfqa.rest.json_api import (check_batch_size, check_shapes, decode_inputs, dumps, encode_outputs,
-                                parse_json_object, signature_name_of)
+from tfqa.rest.http import (RequestError, StartupError, base_url, error_code, http_status, json_http_exception, listen,
+                            read_body, run_server)
+from tfqa.rest.json_api import (check_batch_size, decode_inputs, dumps, encode_outputs, parse_json_object,
+                                signature_name_of)
 from tfqa.rest.limits import ConnectionLimits
 from tfqa.serving.batching import Batcher
 from tfqa.serving.batching_config import BatchingParameters
+from tfqa.serving.errors import Code
+from tfqa.serving.inputs import check_inputs
 from tfqa.serving.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_TEXT_BYTES
 from tfqa.serving.live import ServedModels, load_models
+from tfqa.serving.metrics import PROMETHEUS_TEXT, ServingMetrics
 from tfqa.serving.model_config import read_model_config
 from tfqa.serving.servables import (Model, ModelDirError, ServingFailure, check_model_name, find_versions, load_model,
                                     release_memory)
@@ -60,27 +63,6 @@ def _json_response(obj, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type="application/json")
 
 
-def check_text_bytes(arrays: dict, dtypes: dict[str, str], limit: int) -> None:
-    """Refuses requests with more than `limit` bytes in their string inputs: the bound on one request's work."""
-    total = sum(len(value) for name, array in arrays.items() if dtypes.get(name) == "string"
-                for value in array.ravel())
-    if total > limit:
-        raise RequestError(f"the request has {total} bytes of text; this server takes at most {limit} per request "
-                           "(--max-text-bytes): send shorter contexts or fewer instances per request")
-
-
-def check_text_inputs(arrays: dict, dtypes: dict[str, str]) -> None:
-    """Refuses empty questions/contexts, and question and context batches of different sizes."""
-    present = [name for name in TEXT_INPUTS if dtypes.get(name) == "string"]
-    for name in present:
-        for i, value in enumerate(arrays[name].ravel()):
-            if not value.strip():
-                raise RequestError(f"input '{name}' element {i} is an empty string; a {name} needs some text")
-    if len(present) == 2 and arrays[QUESTION].shape[:1] != arrays[CONTEXT].shape[:1]:
-        raise RequestError(f"inputs '{QUESTION}' and '{CONTEXT}' have different batch sizes "
-                           f"({arrays[QUESTION].shape[0]} and {arrays[CONTEXT].shape[0]})")
-
-
 def predict(model: Model | ServedModels, name: str, version: int | None, label: str | None, body: bytes,
             max_instances: int = DEFAULT_MAX_INSTANCES, batcher: Batcher | None = None,
             max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict:
@@ -95,10 +77,7 @@ def predict(model: Model | ServedModels, name: str, version: int | None, label: 
         signature = servable.signature(signature_name)
         check_batch_size(doc, None, max_instances)
         request_format, arrays = decode_inputs(doc, signature.dtypes)
-        check_batch_size(doc, arrays, max_instances)
-        check_shapes(arrays, signature.shapes, signature_name)
-        check_text_inputs(arrays, signature.dtypes)
-        check_text_bytes(arrays, signature.dtypes, max_text_bytes)
+        check_inputs(arrays, signature, max_instances, max_text_bytes)
         try:
             outputs = batcher.run(servable, signature, arrays) if batcher else servable.run(signature, arrays)
             return encode_outputs(outputs, request_format)
@@ -119,30 +98,60 @@ def version_number(text: str | None) -> int | None:
 
 def build_app(model: Model | ServedModels, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               max_instances: int = DEFAULT_MAX_INSTANCES, read_timeout: float = ConnectionLimits.read_timeout,
-              batching: BatchingParameters | None = None,
-              max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> Starlette:
-    """The ASGI app serving an already loaded model (or models); `batching` turns on server-side batching."""
-    batcher = Batcher(batching) if batching else None
+              batching: BatchingParameters | None = None, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, *,
+              batcher: Batcher | None = None, metrics: ServingMetrics | None = None,
+              request_timeout: float | None = None) -> Starlette:
+    """The ASGI app serving an already loaded model (or models); `batching` turns on server-side batching.
+
+    `batcher` shares an existing batching queue (the gRPC server's); `metrics`
+    counts every request and answers Prometheus scrapes at `metrics.path`;
+    a predict not answered within `request_timeout` seconds gets TF Serving's
+    DEADLINE_EXCEEDED (504), like its --rest_api_timeout_in_ms.
+    """
+    shared_batcher = batcher is not None
+    batcher = batcher or (Batcher(batching) if batching else None)
 
     async def endpoint(request: Request) -> Response:
+        if metrics is None or request.url.path == metrics.path:
+            return await respond(request)
+        start = time.perf_counter()
+        response = await respond(request)
+        name, api = getattr(request.state, "model_name", ""), getattr(request.state, "api", "")
+        metrics.request(name, error_code(response.status_code), api, "REST", time.perf_counter() - start)
+        return response
+
+    async def predict_in_thread(*args):
+        if request_timeout is None:
+            return await run_in_threadpool(predict, *args)
+        try:
+            return await asyncio.wait_for(run_in_threadpool(predict, *args), request_timeout)
+        except TimeoutError:
+            raise ServingFailure(f"the request took longer than {request_timeout * 1000:g} ms "
+                                 "(--rest_api_timeout_in_ms)", Code.DEADLINE_EXCEEDED) from None
+
+    async def respond(request: Request) -> Response:
         method, path = request.method, request.url.path
         try:
+            if metrics is not None and method == "GET" and path == metrics.path:
+                return Response(metrics.exposition(), media_type=PROMETHEUS_TEXT)
             if not path.lower().startswith("/v1/"):
                 raise RequestError(f"Not found: {path} (this server answers TensorFlow Serving's REST API "
                                    f"under /v1/models/{model.name})", 404)
             match = PREDICT_PATH.fullmatch(path) if method == "POST" else None
             if match:
                 name, version, label, verb = match.groups()
+                request.state.model_name, request.state.api = name, verb.lower()
                 body = await read_body(request, max_body_bytes, f"the request body exceeds the limit of "
                                                                 f"{max_body_bytes} bytes (--max-body-bytes)",
                                        read_timeout)
                 if verb.lower() != "predict":
                     raise RequestError(f"{verb.lower()} is not implemented by this server; use :predict", 501)
-                return _json_response(await run_in_threadpool(predict, model, name, version_number(version), label,
-                                                              body, max_instances, batcher, max_text_bytes))
+                return _json_response(await predict_in_thread(model, name, version_number(version), label, body,
+                                                              max_instances, batcher, max_text_bytes))
             match = STATUS_PATH.fullmatch(path) if method == "GET" else None
             if match:
                 name, version, label, metadata = match.groups()
+                request.state.model_name = name or ""
                 if not name:
                     raise RequestError("Missing model name in request.")
                 answer = model.metadata if metadata else model.status
@@ -163,7 +172,7 @@ def build_app(model: Model | ServedModels, max_body_bytes: int = DEFAULT_MAX_BOD
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        if batcher:
+        if batcher and not shared_batcher:
             await run_in_threadpool(batcher.close)
 
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)],

@@ -32,6 +32,7 @@ import numpy as np
 
 from tfqa.serving.batching_config import BatchingParameters
 from tfqa.serving.errors import Code, ServingFailure
+from tfqa.serving.metrics import ServingMetrics
 from tfqa.serving.servables import Servable, Signature
 
 SHUTTING_DOWN = "the server is shutting down"
@@ -49,6 +50,7 @@ class _Task:
         self.finished: set[int] = set()  # offsets of the pieces answered (a failing thread skips them)
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.enqueued = time.monotonic()
 
     def finish_piece(self, offset: int, outputs: dict | None, error: BaseException | None) -> None:
         # Called under the batcher's lock, so `pending` needs no lock of its own.
@@ -105,9 +107,9 @@ def batch_size_of(signature: Signature, arrays: dict[str, np.ndarray]) -> int | 
 class Batcher:
     """Merges concurrent `run` calls into batched model calls (see the module docstring); threads start lazily."""
 
-    def __init__(self, params: BatchingParameters):
+    def __init__(self, params: BatchingParameters, metrics: ServingMetrics | None = None):
         params.validate()
-        self.params = params
+        self.params, self.metrics = params, metrics
         self._cond = threading.Condition()
         self._queues: dict[tuple, deque[_Batch]] = {}
         self._threads: list[threading.Thread] = []
@@ -223,6 +225,10 @@ class Batcher:
                         task.finish_piece(offset, None, error)
 
     def _run_batch(self, batch: _Batch) -> None:
+        if self.metrics is not None:  # TF Serving's queuing latency: enqueued → its batch's model call starts
+            now = time.monotonic()
+            for task, _, _ in batch.slices:
+                self.metrics.queued(self.params.thread_pool_name, now - task.enqueued)
         results = self._call(batch)
         with self._cond:
             self.batches_run += 1

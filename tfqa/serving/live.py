@@ -42,6 +42,7 @@ class ServedModels:
         self.reporter = reporter
         self._failed: dict[tuple[str, int], float] = {}  # (model, version) → the mtime of its failed folder
         self.load_seconds: dict[tuple[str, int], float] = {}  # (model, version) → its load + warm-up time
+        self.on_load = None  # called (version path, loaded or not) after each live load (the metrics' load count)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -106,12 +107,16 @@ class ServedModels:
                 try:
                     added[version] = load_servable(version, loadable[version])
                 except Exception as e:  # noqa: BLE001 - any failure to load: the versions already served keep serving
+                    if self.on_load is not None:
+                        self.on_load(loadable[version], False)
                     self._failed[(model.name, version)] = _stamp(loadable.pop(version))
                     reason = str(e) if isinstance(e, ModelDirError) else f"{type(e).__name__}: {e}"
                     self.reporter.warn(f"model {model.name}: version {version} not loaded, still serving "
                                        f"{_listed(model.servables)}: {reason}".splitlines()[0])
                     continue
                 self.load_seconds[(model.name, version)] = seconds = time.monotonic() - start
+                if self.on_load is not None:
+                    self.on_load(loadable[version], True)
                 took.append(f"{version} in {seconds:.2f} s")
         return added, took
 
