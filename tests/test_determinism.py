@@ -48,7 +48,7 @@ def _tiny_run(out, data) -> dict:
     history = json.loads((out / "history.json").read_text())
     return {"losses": [e["step_losses"] for e in history["epochs"]],
             "dev": [{k: v for k, v in e.items() if k != "step_losses"} for e in history["epochs"]],
-            "vocab": (out / "smoke_vocab.txt").read_text(), "scores": json.loads(proc.stdout),
+            "vocab": (out / "vocab.txt").read_text(), "scores": json.loads(proc.stdout),
             **{name: json.loads((out / f"{name}.json").read_text())
                for name in ("predictions", "nbest_predictions", "null_odds", "eval_results")}}
 

@@ -238,7 +238,8 @@ def test_help_lists_every_flag_with_its_default():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--per_gpu_train_batch_size", "-1"], "--per_replica_batch_size must be positive"),
+    # issue 20: the message names the alias the user typed, not the setting's own name
+    (["--per_gpu_train_batch_size", "-1"], "--per_gpu_train_batch_size must be positive"),
     (["--doc_stride", "400"], "--doc_stride 400 must be smaller"),
     (["--train_file", "/nope/train.json"], "--train_file /nope/train.json: no such file"),
     (["--warmup_ratio", "2"], "--warmup_ratio must be in [0, 1)"),

@@ -111,9 +111,11 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     preset = preset_of(config)
     record = RunRecord.begin(out, also=preset.shared_files if preset else ())  # before anything is written
     tf.keras.utils.set_random_seed(config.seed)
-    if not tf.config.list_physical_devices("GPU"):
+    if not tf.config.list_physical_devices("GPU") and training_workers() == 1:
         # --seed repeats a run on this machine: deterministic kernels cost nothing measurable on CPU (best of
         # 4 smoke runs: 14.3 s vs 15.5 s of training), unlike on GPUs, where they replace atomics and cuDNN's pick.
+        # Not for several workers (their runs are not reproduced, README): the kernels it picks there change the
+        # float order of the all-reduced gradients away from the one-process run they are tested against.
         tf.config.experimental.enable_op_determinism()
     if config.train:  # train_keras.py refuses this earlier, before writing anything; this guards the API
         check_resume(config, out)
