@@ -37,10 +37,13 @@ def test_resume_with_another_max_seq_length_is_refused_naming_the_flag(tmp_path)
 def test_resume_compares_every_setting_that_shapes_the_model_and_the_data(tmp_path, monkeypatch):
     saved = TrainConfig(output_dir=str(tmp_path / "x"), train_file=str(tmp_path / "train.json"))
     out = interrupted(tmp_path / "x", saved)
-    for name, value in (("model_name_or_path", "bert-base-uncased"), ("doc_stride", 100), ("max_query_length", 32),
-                        ("train_file", str(tmp_path / "other.json")), ("per_replica_batch_size", 4),
-                        ("gradient_accumulation_steps", 2), ("preset", "smoke"), ("max_train_samples", 10)):
-        assert name in FIXED_ON_RESUME
+    changed = {"model_name_or_path": "bert-base-uncased", "config_name": "other-config",
+               "tokenizer_name": "other-tokenizer", "teacher_model": str(tmp_path / "teacher"), "max_seq_length": 128,
+               "doc_stride": 100, "max_query_length": 32, "train_file": str(tmp_path / "other.json"),
+               "per_replica_batch_size": 4, "gradient_accumulation_steps": 2, "preset": "smoke",
+               "max_train_samples": 10, "mixed_precision": "bf16", "seed": 7}
+    assert sorted(changed) == sorted(FIXED_ON_RESUME)  # a setting added there must be tried here too
+    for name, value in changed.items():
         problems = resume_problems(saved.replace(**{name: value}).to_dict(), out)
         assert len(problems) == 1 and problems[0].startswith(f"--{name} "), (name, problems)
     monkeypatch.chdir(tmp_path)  # the same file spelled another way is the same file
