@@ -17,6 +17,7 @@ import os
 import keras
 import keras_hub
 import numpy as np
+from safetensors import SafetensorError
 
 from tfqa.core.squad import host_reachable
 from tfqa.modeling.checkpoints import ModelLoadError, _clip
@@ -91,7 +92,7 @@ def load_qa_model(name_or_path: str, flag: str = "--model_name_or_path", seed: i
                                      f"network?); pass {flag} with a local checkpoint directory")
     try:
         backbone = keras_hub.models.Backbone.from_preset(name_or_path)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # SafetensorError: a damaged weights file
         detail = _clip(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         if local:
             raise ModelLoadError(f"could not load the checkpoint in {name_or_path}: {detail}") from e

@@ -46,8 +46,8 @@ def qa_model(backbone: keras.Model, activation=None, seed: int | None = None,
     or its name), when given, replaces the feed-forward activation of every
     transformer layer, weights kept. The head is initialised with `seed`.
     """
-    missing = set(backbone.input) - set(BACKBONE_INPUTS.values()) if isinstance(backbone.input, dict) else {"?"}
-    if missing:
+    given = set(backbone.input) if isinstance(backbone.input, dict) else set()
+    if not {"token_ids", "padding_mask"} <= given or given - set(BACKBONE_INPUTS.values()):
         raise ModelLoadError(f"{backbone.name}: tfqa's QA head needs an encoder backbone taking "
                              f"{sorted(BACKBONE_INPUTS.values())}, not {backbone.input}")
     inputs = {ours: keras.Input(shape=(None,), dtype="int32", name=ours)
