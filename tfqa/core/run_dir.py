@@ -31,6 +31,7 @@ RESULTS_FILE = "eval_results.json"
 HISTORY_FILE = "history.json"
 PLOT_FILE = "training.png"
 MODEL_CONFIG_FILE = "config.json"
+KERAS_MODEL_FILE = "model.keras"  # a keras_hub run's model (Keras 3; `keras.saving.load_model` reads it)
 PREDICTIONS_FILE = "predictions.json"
 NBEST_FILE = "nbest_predictions.json"
 NULL_ODDS_FILE = "null_odds.json"
@@ -43,8 +44,8 @@ DATA_DIR = "data"
 MANIFEST_FILE = "tfqa_run.json"
 LOCK_FILE = ".tfqa.lock"
 RUN_FILES = (SETTINGS_FILE, RESULTS_FILE, HISTORY_FILE)  # any one of them makes a folder a tfqa run
-# What Hugging Face's save_pretrained writes for the TF models and tokenizers tfqa trains.
-MODEL_FILES = (MODEL_CONFIG_FILE, "tf_model.h5", "tf_model.h5.index.json", "generation_config.json",
+# What Hugging Face's save_pretrained writes for the TF models and tokenizers tfqa trains (and a keras_hub model).
+MODEL_FILES = (MODEL_CONFIG_FILE, KERAS_MODEL_FILE, "tf_model.h5", "tf_model.h5.index.json", "generation_config.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
 # Every file tfqa writes at the top of a run folder under a fixed name.

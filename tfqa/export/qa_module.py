@@ -19,6 +19,7 @@ segment reductions over rows. Padding only reaches the batch's longest window.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import tensorflow as tf
@@ -27,6 +28,7 @@ from tfqa.core.config import ComposedSettings, DecodeConfig, FeatureConfig
 from tfqa.core.features import PairTemplate
 from tfqa.export.names import (ANSWER, ANSWER_END, ANSWER_START, CANDIDATE_ANSWERS, CANDIDATE_ENDS, CANDIDATE_SCORES,
                                CANDIDATE_STARTS, END_LOGITS, NULL_SCORE_DIFF, SCORE, START_LOGITS)
+from tfqa.modeling.backend import backend_of
 
 _NEG_INF = float("-inf")
 
@@ -87,8 +89,9 @@ class QAModule(tf.Module):
         # Only the weights are tracked, not the Keras model: saving a tracked Keras model
         # also serialises every layer's call functions (measured: 3× the export time and
         # the load time, for functions TF Serving never calls).
-        self._takes_type_ids = "token_type_ids" in getattr(model, "input_signature", {})
-        self._call_model = model.__call__
+        backend = backend_of(model)
+        self._takes_type_ids = "token_type_ids" in backend.input_names(model)
+        self._call_model = functools.partial(backend.logits, model)
         self.weights = list(model.weights)
         self.tokenizer = tokenizer
         self._template = template
@@ -104,9 +107,8 @@ class QAModule(tf.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self.uses_token_type_ids:
             inputs["token_type_ids"] = token_type_ids if token_type_ids is not None else tf.zeros_like(input_ids)
-        out = self._call_model(inputs, training=False)
-        return {START_LOGITS: tf.cast(out.start_logits, tf.float32),
-                END_LOGITS: tf.cast(out.end_logits, tf.float32)}
+        start_logits, end_logits = self._call_model(inputs, training=False)
+        return {START_LOGITS: start_logits, END_LOGITS: end_logits}
 
     def answer(self, question, context) -> dict:
         """Answers for string tensors [batch]: answer, score, answer_start/answer_end (+ null_score_diff)."""

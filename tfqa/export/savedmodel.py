@@ -169,7 +169,8 @@ def export_checkpoint(model_dir: str, base: str | os.PathLike, config: ServingCo
 
     The result's `note` says why the raw-text signature is missing, when it is.
     """
-    from tfqa.modeling.checkpoints import check_window, load_qa_model
+    from tfqa.modeling.backend import check_window
+    from tfqa.modeling.checkpoints import load_qa_model
 
     config = config or serving_config_for(model_dir)  # first: a broken tfqa_config.json fails in a second
     try:

@@ -43,7 +43,11 @@ def sequence_problem(model_config, max_seq_length: int, flag: str = "--max_seq_l
     A longer window has no position embedding: TensorFlow would fail (or first
     allocate [batch, heads, length, length] attention scores: 100,000 tokens ate 23 GB).
     """
-    limit = max_positions(model_config)
+    return window_problem(max_positions(model_config), max_seq_length, flag, name)
+
+
+def window_problem(limit: int | None, max_seq_length: int, flag: str = "--max_seq_length", name: str = "") -> str:
+    """Why `max_seq_length` tokens per window is more than `limit` positions ("" when it is not, or no limit)."""
     if limit is not None and max_seq_length > limit:
         model = f"the model {name}" if name else "the model"
         return f"{flag} {max_seq_length} is more than {model} can take ({limit} positions)"
@@ -64,17 +68,6 @@ def checkpoint_problems(name_or_path: str, max_seq_length: int, flag: str = "--m
         return []
     problem = sequence_problem(_Values(values), max_seq_length, flag, name_or_path)
     return [problem] if problem else []
-
-
-class WindowTooLongError(TfqaError, ValueError):
-    """--max_seq_length is more than the model's position embeddings can take."""
-
-
-def check_window(model, max_seq_length: int, flag: str = "--max_seq_length", name: str = "") -> None:
-    """Raises WindowTooLongError when `model` cannot take windows of `max_seq_length` tokens."""
-    problem = sequence_problem(getattr(model, "config", None), max_seq_length, flag, name)
-    if problem:
-        raise WindowTooLongError(problem)
 
 
 class _Values:
@@ -108,14 +101,37 @@ def load_qa_model(name_or_path: str, flag: str = "--model_name_or_path", config_
         model = TFAutoModelForQuestionAnswering.from_pretrained(name_or_path, config=config,
                                                                local_files_only=local_only)
     except (OSError, ValueError) as e:
-        offline = not os.path.isdir(name_or_path)
-        hint = (f"could not download '{name_or_path}' from the Hugging Face hub (is there a network?); "
-                f"pass {flag} with a local checkpoint directory"
-                if offline else f"could not load the checkpoint in {name_or_path}")
-        raise ModelLoadError(f"{hint}: {_clip(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from e
+        raise _load_error(name_or_path, flag, e) from e
+    _check_fast(tokenizer, tokenizer_name or name_or_path)
+    return model, tokenizer
+
+
+def load_fast_tokenizer(name_or_path: str, flag: str = "--model_name_or_path"):
+    """The Hugging Face fast tokenizer of a hub name or a local directory (what tfqa's features run on)."""
+    from transformers import AutoTokenizer
+
+    from tfqa.core.squad import host_reachable
+
+    local_only = not os.path.isdir(name_or_path) and not host_reachable(HUB_HOST)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, local_files_only=local_only)
+    except (OSError, ValueError) as e:
+        raise _load_error(name_or_path, flag, e) from e
+    _check_fast(tokenizer, name_or_path)
+    return tokenizer
+
+
+def _load_error(name_or_path: str, flag: str, e: Exception) -> ModelLoadError:
+    offline = not os.path.isdir(name_or_path)
+    hint = (f"could not download '{name_or_path}' from the Hugging Face hub (is there a network?); "
+            f"pass {flag} with a local checkpoint directory"
+            if offline else f"could not load the checkpoint in {name_or_path}")
+    return ModelLoadError(f"{hint}: {_clip(str(e).splitlines()[0] if str(e) else type(e).__name__)}")
+
+
+def _check_fast(tokenizer, name_or_path: str) -> None:
     if not tokenizer.is_fast:
         raise ModelLoadError(f"{name_or_path}: tfqa needs a fast tokenizer (tokenizer.json or a vocab it can convert)")
-    return model, tokenizer
 
 
 def _clip(message: str, limit: int = _MESSAGE_LIMIT) -> str:

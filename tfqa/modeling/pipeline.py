@@ -21,9 +21,11 @@ def sharded(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def input_names(model) -> set[str]:
-    """The inputs a Transformers TF model's call takes (its serving signature names them)."""
-    return set(model.input_signature)
+def input_names(model) -> frozenset[str]:
+    """The tfqa tensor names a model takes (`input_ids`, `attention_mask`[, `token_type_ids`]), from its backend."""
+    from tfqa.modeling.backend import backend_of
+
+    return backend_of(model).input_names(model)
 
 
 def model_tensors(features, input_names=None) -> dict:

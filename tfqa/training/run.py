@@ -27,7 +27,7 @@ from tfqa.core.resume import check_resume, resume_summary
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
 from tfqa.core.run_record import RunRecord
 from tfqa.core.squad import DataError, load_squad, squad_version
-from tfqa.modeling.checkpoints import check_window
+from tfqa.modeling.backend import check_window
 from tfqa.modeling.precision import float32_logits, precision
 from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 from tfqa.training.callbacks import EvaluateEachEpoch, RecordHistory, training_callbacks
