@@ -37,7 +37,7 @@ def test_resume_with_another_max_seq_length_is_refused_naming_the_flag(tmp_path)
 def test_resume_compares_every_setting_that_shapes_the_model_and_the_data(tmp_path, monkeypatch):
     saved = TrainConfig(output_dir=str(tmp_path / "x"), train_file=str(tmp_path / "train.json"))
     out = interrupted(tmp_path / "x", saved)
-    changed = {"model_name_or_path": "bert-base-uncased", "config_name": "other-config",
+    changed = {"backend": "keras_hub", "model_name_or_path": "bert-base-uncased", "config_name": "other-config",
                "tokenizer_name": "other-tokenizer", "teacher_model": str(tmp_path / "teacher"), "max_seq_length": 128,
                "doc_stride": 100, "max_query_length": 32, "train_file": str(tmp_path / "other.json"),
                "per_replica_batch_size": 4, "gradient_accumulation_steps": 2, "preset": "smoke",

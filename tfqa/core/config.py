@@ -32,6 +32,8 @@ AUTO = "auto"
 
 # The largest value an integer setting may take: TensorFlow counts steps, shapes and batch sizes in int32.
 MAX_INT = 2**31 - 1
+# The libraries a model can live in (`--backend`; each one's code is tfqa.modeling.backend's to find).
+BACKENDS = ("transformers", "keras_hub")
 # Upper bounds narrower than MAX_INT, with why: what the code can actually do with the value.
 _INT_RANGES = {
     "seed": (0, 2**32 - 1, "TensorFlow's and NumPy's seeds are 32-bit"),
@@ -212,6 +214,9 @@ class TrainConfig(ComposedSettings):
 
     model_name_or_path: str = _flag("distilbert-base-uncased", "hub name or local directory of the pretrained "
                                     "checkpoint (TF tf_model.h5 or PyTorch safetensors)")
+    backend: str = _flag("transformers", "the library that holds the model: transformers (Hugging Face's TF classes, "
+                         "tf-keras) or keras_hub (a keras-hub backbone + QA head, Keras 3; see tfqa.modeling.backend)",
+                         choices=BACKENDS)
     model_type: str = _flag("", "accepted for compatibility; the architecture is read from the checkpoint's config")
     config_name: str = _flag("", "model config (hub name or folder) when not the one of --model_name_or_path")
     tokenizer_name: str = _flag("", "tokenizer (hub name or folder) when not the one of --model_name_or_path")

@@ -19,9 +19,9 @@ from tfqa.core.errors import TfqaError
 from tfqa.core.history import load_history
 from tfqa.core.run_dir import BACKUP_DIR
 
-# What shapes the model and the data the backup was trained on (a `--backend` would join them).
+# What shapes the model and the data the backup was trained on.
 # Files are compared as paths; the batch size and accumulation fix the steps of an epoch.
-FIXED_ON_RESUME = ("preset", "model_name_or_path", "config_name", "tokenizer_name", "teacher_model",
+FIXED_ON_RESUME = ("preset", "backend", "model_name_or_path", "config_name", "tokenizer_name", "teacher_model",
                    "max_seq_length", "doc_stride", "max_query_length", "train_file", "max_train_samples",
                    "per_replica_batch_size", "gradient_accumulation_steps", "mixed_precision", "seed")
 FILE_SETTINGS = frozenset({"train_file", "model_name_or_path", "config_name", "tokenizer_name", "teacher_model"})

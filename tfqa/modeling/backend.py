@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tfqa.core.config import BACKENDS
 from tfqa.core.errors import TfqaError
-
-BACKENDS = ("transformers", "keras_hub")
-DEFAULT_BACKEND = "transformers"
 
 
 class UnknownBackendError(TfqaError, ValueError):
