@@ -29,7 +29,7 @@ from pathlib import Path
 from tfqa.apps.quiet import quiet_while
 from tfqa.core.config import MAX_INT
 from tfqa.core.errors import TfqaError
-from tfqa.core.run_dir import MODEL_CONFIG_FILE
+from tfqa.core.run_dir import KERAS_MODEL_FILE, MODEL_CONFIG_FILE, saved_model_backend
 from tfqa.export.versions import is_export
 from tfqa.serving.answers import Answer, Span, float32
 
@@ -43,10 +43,10 @@ class _RunDir:
 
     def __init__(self, path: Path, batch_size: int):
         from tfqa.core.run_dir import load_settings
-        from tfqa.modeling.checkpoints import load_qa_model
+        from tfqa.modeling.backend import load_model
 
         self.config = load_settings(path)
-        self.model, self.tokenizer = load_qa_model(str(path))
+        self.model, self.tokenizer = load_model(str(path))
         self.batch_size = batch_size
         self.max_top_k = self.config.n_best_size
         self.description = f"{path} (training run, answered by the Python pipeline)"
@@ -128,9 +128,10 @@ class QuestionAnswerer:
         with quiet_while(verbose):
             if is_export(path):
                 return cls(_Export(path, batch_size))
-            if (path / MODEL_CONFIG_FILE).exists():
+            if saved_model_backend(path):
                 return cls(_RunDir(path, batch_size))
-        raise AnswererLoadError(f"{path}: neither a training run ({MODEL_CONFIG_FILE} of a save_pretrained model) "
+        raise AnswererLoadError(f"{path}: neither a training run ({MODEL_CONFIG_FILE} of a save_pretrained model, or "
+                                f"{KERAS_MODEL_FILE}) "
                                 "nor an export (saved_model.pb, or version folders 1/, 2/, ...)")
 
     @property

@@ -189,7 +189,7 @@ def cmd_inspect(args) -> int:
 def cmd_predict(args) -> int:
     """Runs a saved model over a SQuAD-format file and writes the prediction files."""
     from tfqa.core.run_dir import load_settings
-    from tfqa.modeling.checkpoints import load_qa_model
+    from tfqa.modeling.backend import load_model
     from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 
     _require_model_dir(args.model)
@@ -200,7 +200,7 @@ def cmd_predict(args) -> int:
     if not examples:
         raise CliError(f"{args.data}: no questions to answer")
     config = config.for_squad_version(report.version)
-    model, tokenizer = load_qa_model(args.model, flag="--model")
+    model, tokenizer = load_model(args.model, flag="--model")
     features = tokenize(examples, tokenizer, config.features, reporter=CONSOLE)
     predictions, nbest, null_odds = predict_answers(model, features, examples, config.decoding, args.batch_size,
                                                     reporter=CONSOLE)

@@ -15,8 +15,9 @@ from tfqa.core.history import best_epoch, history_steps
 from tfqa.core.metrics import exact_match_of
 from tfqa.core.resume import RECORDED_PER_EPOCH
 from tfqa.training.presets import preset_of
-from tfqa.core.run_dir import (DEFAULT_EXPORT, HISTORY_FILE, MODEL_CONFIG_FILE, PLOT_FILE, RESULTS_FILE, RUN_FILES,
-                               SETTINGS_FILE, RunDirError, checkpoint_path, read_run_json)
+from tfqa.core.run_dir import (DEFAULT_EXPORT, HISTORY_FILE, KERAS_MODEL_FILE, MODEL_CONFIG_FILE, PLOT_FILE,
+                               RESULTS_FILE, RUN_FILES, SETTINGS_FILE, RunDirError, checkpoint_path,
+                               read_run_json, saved_model_backend)
 
 
 def run_report(output_dir: str | Path) -> dict:
@@ -40,8 +41,9 @@ def run_report(output_dir: str | Path) -> dict:
                          "none for a run without evaluation)")
     history = _read_json(out, HISTORY_FILE, missing, "per-step losses and data sizes (runs from before tfqa "
                          "recorded them have none)")
-    model_config = _read_json(out, MODEL_CONFIG_FILE, missing, "the model's config (save_pretrained, when "
-                              "training ends)")
+    keras_hub = saved_model_backend(out) == "keras_hub"  # its model.keras holds the config: no config.json
+    model_config = {"architectures": [f"keras-hub QA model ({KERAS_MODEL_FILE})"]} if keras_hub else _read_json(
+        out, MODEL_CONFIG_FILE, missing, "the model's config (save_pretrained, when training ends)")
     config = settings or history.get("config") or {}
 
     epochs = [_without(e, "step_losses") for e in history.get("epochs", []) if not e.get("partial")]
@@ -84,7 +86,7 @@ def run_report(output_dir: str | Path) -> dict:
     }
     last = epochs[-1]["epoch"] if epochs else None
     if best and best["epoch"] != last:
-        checkpoint = checkpoint_path(out, best["epoch"])
+        checkpoint = checkpoint_path(out, best["epoch"], (config or {}).get("backend", "transformers"))
         report["best_epoch"]["note"] = (f"the saved model is the last epoch's ({last}); the best epoch's weights are "
                                         + (str(checkpoint) if checkpoint.is_file() else "not kept"))
     return report

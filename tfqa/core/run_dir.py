@@ -57,7 +57,8 @@ WRITTEN_INSIDE = {
     LOGS_DIR: ("train", "validation"),  # TensorBoard's writers
     f"{LOGS_DIR}/train": ("events.out.tfevents.*", "plugins"),
     f"{LOGS_DIR}/validation": ("events.out.tfevents.*",),
-    BACKUP_DIR: ("chief", "workertemp_*"),  # tf-keras' BackupAndRestore
+    BACKUP_DIR: ("chief", "workertemp_*", "latest.weights.h5", "training_metadata.json"),  # BackupAndRestore:
+    # tf-keras', then Keras 3's (keras_hub backend)
     EXPORT_DIR: ("tfqa",),
     DEFAULT_EXPORT.as_posix(): ("[0-9]*", ".tmp-export-*"),  # tfqa.export.versions
     DATA_DIR: ("train.json", "dev.json"),
@@ -69,15 +70,29 @@ class RunDirError(TfqaError):
     """The directory is not (or not a readable) training run's output directory; one line."""
 
 
-def checkpoint_path(output_dir: str | os.PathLike, epoch: int | str) -> Path:
-    """The per-epoch weights file (`epoch` may be Keras' "{epoch:02d}" placeholder)."""
-    name = f"epoch-{epoch}.h5" if isinstance(epoch, str) else f"epoch-{epoch:02d}.h5"
-    return Path(output_dir) / CHECKPOINTS_DIR / name
+def saved_model_backend(path: str | os.PathLike) -> str | None:
+    """The backend whose trained model a folder holds: "keras_hub" (model.keras), "transformers" (a save_pretrained
+    config.json), None (neither)."""
+    path = Path(path)
+    if (path / KERAS_MODEL_FILE).is_file():
+        return "keras_hub"
+    return "transformers" if (path / MODEL_CONFIG_FILE).is_file() else None
 
 
-def step_checkpoint_path(output_dir: str | os.PathLike) -> Path:
+def _weights_suffix(backend: str) -> str:
+    # Keras 3 (the keras_hub backend) saves weights only to names ending in .weights.h5; tf-keras takes .h5.
+    return ".weights.h5" if backend == "keras_hub" else ".h5"
+
+
+def checkpoint_path(output_dir: str | os.PathLike, epoch: int | str, backend: str = "transformers") -> Path:
+    """The per-epoch weights file (`epoch` may be Keras' "{epoch:02d}" placeholder) of a run on `backend`."""
+    name = f"epoch-{epoch}" if isinstance(epoch, str) else f"epoch-{epoch:02d}"
+    return Path(output_dir) / CHECKPOINTS_DIR / (name + _weights_suffix(backend))
+
+
+def step_checkpoint_path(output_dir: str | os.PathLike, backend: str = "transformers") -> Path:
     """The --save_steps weights files, with Keras' placeholders: checkpoints/epoch-01-step-00500.h5."""
-    return Path(output_dir) / CHECKPOINTS_DIR / "epoch-{epoch:02d}-step-{batch:05d}.h5"
+    return Path(output_dir) / CHECKPOINTS_DIR / ("epoch-{epoch:02d}-step-{batch:05d}" + _weights_suffix(backend))
 
 
 def finished_run(output_dir: str | os.PathLike) -> bool:

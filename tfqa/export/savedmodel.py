@@ -169,14 +169,13 @@ def export_checkpoint(model_dir: str, base: str | os.PathLike, config: ServingCo
 
     The result's `note` says why the raw-text signature is missing, when it is.
     """
-    from tfqa.modeling.backend import check_window
-    from tfqa.modeling.checkpoints import load_qa_model
+    from tfqa.modeling.backend import check_window, load_model
 
     config = config or serving_config_for(model_dir)  # first: a broken tfqa_config.json fails in a second
     try:
         config.validate()
     except ValueError as e:
         raise ExportError(f"{model_dir}: {e}") from None
-    model, tokenizer = load_qa_model(model_dir, flag="--model")
+    model, tokenizer = load_model(model_dir, flag="--model")
     check_window(model, config.features.max_seq_length, f"{model_dir}/tfqa_config.json: max_seq_length", model_dir)
     return export_model(model, tokenizer, config, base)

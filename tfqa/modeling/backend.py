@@ -33,6 +33,9 @@ class Backend(Protocol):
 
     name: str
 
+    def keras(self):
+        """The Keras the models live in (tf-keras or Keras 3): training takes its optimizers and callbacks from it."""
+
     def load(self, name_or_path: str, flag: str = "--model_name_or_path", config_name: str = "",
              tokenizer_name: str = ""):
         """(model, tokenizer) from a hub/preset name or a local directory; a `ModelLoadError` when it cannot."""
@@ -64,6 +67,15 @@ def backend_named(name: str) -> Backend:
 
         return KERAS_HUB
     raise UnknownBackendError(f"unknown backend '{name}' (tfqa has: {', '.join(BACKENDS)})")
+
+
+def load_model(name_or_path: str, flag: str = "--model", backend: str | None = None):
+    """(model, tokenizer) of a checkpoint or a trained run folder; `backend` None: the one that saved the folder
+    (`tfqa.core.run_dir.saved_model_backend`), else transformers (hub names, Hugging Face checkpoints)."""
+    from tfqa.core.run_dir import saved_model_backend
+
+    chosen = backend or saved_model_backend(name_or_path) or "transformers"
+    return backend_named(chosen).load(name_or_path, flag=flag)
 
 
 def is_keras3(model) -> bool:

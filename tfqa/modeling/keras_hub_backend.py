@@ -22,6 +22,11 @@ class KerasHubBackend:
 
     name = "keras_hub"
 
+    def keras(self):
+        import keras
+
+        return keras
+
     def load(self, name_or_path: str, flag: str = "--model_name_or_path", config_name: str = "",
              tokenizer_name: str = ""):
         from tfqa.modeling.checkpoints import ModelLoadError, load_fast_tokenizer
@@ -59,7 +64,12 @@ class KerasHubBackend:
     def save(self, model, tokenizer, out) -> list:
         from tfqa.modeling.keras_hub_qa import save_qa_model
 
-        written = [save_qa_model(model, Path(out) / KERAS_MODEL_FILE)]
+        import keras
+
+        # A functional twin on the same layers, never compiled: the file holds the model alone, no optimizer
+        # (whose schedule is tfqa's class), so plain Keras 3 with keras_hub imported loads it.
+        plain = keras.Model(model.inputs, model.outputs, name=model.name)
+        written = [save_qa_model(plain, Path(out) / KERAS_MODEL_FILE)]
         return written + [Path(p) for p in tokenizer.save_pretrained(str(out))]
 
 

@@ -19,14 +19,18 @@ def precision(mode: str):
     `Model.compile` wraps the optimizer in a LossScaleOptimizer (tf-keras does
     that for the mixed_float16 policy), so small gradients do not underflow.
     """
+    import keras
     import tensorflow as tf
 
-    previous = tf.keras.mixed_precision.global_policy()
+    # Both Keras: tf-keras' policy builds the transformers backend's models, Keras 3's the keras_hub ones.
+    previous = tf.keras.mixed_precision.global_policy(), keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mode])
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mode])
     try:
         yield
     finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
+        tf.keras.mixed_precision.set_global_policy(previous[0])
+        keras.mixed_precision.set_global_policy(previous[1])
 
 
 def float32_logits(model):

@@ -16,6 +16,11 @@ class TransformersBackend:
 
     name = "transformers"
 
+    def keras(self):
+        import tensorflow as tf
+
+        return tf.keras  # tf-keras: tfqa/__init__.py set TF_USE_LEGACY_KERAS before TensorFlow was imported
+
     def load(self, name_or_path: str, flag: str = "--model_name_or_path", config_name: str = "",
              tokenizer_name: str = ""):
         from tfqa.modeling.checkpoints import load_qa_model

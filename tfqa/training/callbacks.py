@@ -165,7 +165,7 @@ def _finite(value, digits: int | None = None):
 
 def training_callbacks(output_dir: str | Path, config: TrainConfig, recorder: RecordHistory,
                        evaluator: EvaluateEachEpoch | None = None, backup_dir: str | Path | None = None,
-                       reporter: Reporter = SILENT) -> list:
+                       reporter: Reporter = SILENT, keras=None) -> list:
     """The run's callbacks, in the order they must run at each epoch's end.
 
     1. StopOnNaN: a NaN loss ends the run before anything records it; TrainingProgress says the epoch is done.
@@ -175,16 +175,20 @@ def training_callbacks(output_dir: str | Path, config: TrainConfig, recorder: Re
        run never lacks an epoch in its history.
     5. ModelCheckpoint and TensorBoard: the epoch's weights (and every --save_steps steps') and logs.
     `backup_dir` defaults to OUTPUT_DIR/backup (every worker's, see `tfqa.training.strategies`).
+    `keras` is the Keras the model lives in (`Backend.keras()`; tf-keras by default): Keras' own callbacks
+    must come from it, while tfqa's (plain hooks on the logs) serve both.
     """
+    keras = keras or tf.keras
     out = Path(output_dir)
     return [
         StopOnNaN(),
         TrainingProgress(reporter),
         *([evaluator] if evaluator is not None else []),
         recorder,
-        tf.keras.callbacks.BackupAndRestore(str(backup_dir or out / BACKUP_DIR)),  # a restarted run resumes here
-        tf.keras.callbacks.ModelCheckpoint(str(checkpoint_path(out, "{epoch:02d}")), save_weights_only=True),
-        *([tf.keras.callbacks.ModelCheckpoint(str(step_checkpoint_path(out)), save_weights_only=True,
-                                              save_freq=config.save_steps)] if config.save_steps else []),
-        tf.keras.callbacks.TensorBoard(str(out / LOGS_DIR), update_freq=config.logging_steps),
+        keras.callbacks.BackupAndRestore(str(backup_dir or out / BACKUP_DIR)),  # a restarted run resumes here
+        keras.callbacks.ModelCheckpoint(str(checkpoint_path(out, "{epoch:02d}", config.backend)),
+                                        save_weights_only=True),
+        *([keras.callbacks.ModelCheckpoint(str(step_checkpoint_path(out, config.backend)), save_weights_only=True,
+                                           save_freq=config.save_steps)] if config.save_steps else []),
+        keras.callbacks.TensorBoard(str(out / LOGS_DIR), update_freq=config.logging_steps),
     ]

@@ -3,7 +3,7 @@
 `--preset smoke` is the offline run a fresh clone can do first:
 a synthetic SQuAD 2.0-style corpus (`tfqa.core.synthetic`) written into the
 output folder, a WordPiece vocab trained on it, and a tiny DistilBERT built
-from scratch (`tfqa.modeling.checkpoints.tiny_distilbert`). Everything that
+from scratch (the backend's `tiny`: a DistilBERT on either backend). Everything that
 differs for a preset is here; the rest of tfqa asks `preset_of(config)`.
 """
 
@@ -110,7 +110,7 @@ def _smoke_datasets():
 
 def _smoke_model(config: TrainConfig, texts: list):
     from tfqa.core.vocab import tokenizer_from_vocab, train_word_vocab, write_vocab
-    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.modeling.backend import backend_named
 
     # The vocab is reproducible (`train_word_vocab`: --seed repeats a run); a resumed run still reads
     # the one its first attempt wrote, so it rebuilds exactly the model its backup holds.
@@ -121,7 +121,7 @@ def _smoke_model(config: TrainConfig, texts: list):
     else:
         tokenizer = train_word_vocab(texts, vocab_size=2000, token_type_ids=False)
         write_vocab(sorted(tokenizer.vocab, key=tokenizer.vocab.get), vocab)
-    return tiny_distilbert(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
+    return backend_named(config.backend).tiny(len(tokenizer), config.max_seq_length, seed=config.seed), tokenizer
 
 
 SMOKE = Preset(

@@ -27,7 +27,7 @@ from tfqa.core.resume import check_resume, resume_summary
 from tfqa.core.run_dir import BACKUP_DIR, RESULTS_FILE, checkpoint_path, export_base, save_settings
 from tfqa.core.run_record import RunRecord
 from tfqa.core.squad import DataError, load_squad, squad_version
-from tfqa.modeling.backend import check_window
+from tfqa.modeling.backend import backend_named, check_window
 from tfqa.modeling.precision import float32_logits, precision
 from tfqa.modeling.prediction import predict_answers, tokenize, write_prediction_files
 from tfqa.training.callbacks import EvaluateEachEpoch, RecordHistory, training_callbacks
@@ -53,10 +53,8 @@ def build_model_and_tokenizer(config: TrainConfig, texts):
     preset = preset_of(config)
     if preset is not None:
         return preset.build(config, texts)
-    from tfqa.modeling.checkpoints import load_qa_model
-
-    return load_qa_model(config.model_name_or_path, config_name=config.config_name,
-                         tokenizer_name=config.tokenizer_name)
+    return backend_named(config.backend).load(config.model_name_or_path, config_name=config.config_name,
+                                              tokenizer_name=config.tokenizer_name)
 
 
 def make_features(examples, tokenizer, config: TrainConfig, purpose: str, stream: bool = False,
@@ -88,7 +86,7 @@ def _finished_training(out: Path, config: TrainConfig) -> dict:
     if config.teacher_model or training_workers() > 1:
         return {}
     finished = finished_training(out, config.to_dict())
-    return finished if finished and checkpoint_path(out, finished["epochs_planned"]).is_file() else {}
+    return finished if finished and checkpoint_path(out, finished["epochs_planned"], config.backend).is_file() else {}
 
 
 def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
@@ -110,7 +108,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     out = Path(config.output_dir)
     preset = preset_of(config)
     record = RunRecord.begin(out, also=preset.shared_files if preset else ())  # before anything is written
-    tf.keras.utils.set_random_seed(config.seed)
+    backend_named(config.backend).keras().utils.set_random_seed(config.seed)  # Keras 3 also seeds its own generator
     if not tf.config.list_physical_devices("GPU") and training_workers() == 1:
         # --seed repeats a run on this machine: deterministic kernels cost nothing measurable on CPU (best of
         # 4 smoke runs: 14.3 s vs 15.5 s of training), unlike on GPUs, where they replace atomics and cuDNN's pick.
@@ -165,16 +163,17 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
             epochs = finished["epochs_planned"]
             reporter.line(f"training finished earlier (all {epochs} epochs; its end was cut off): evaluating and "
                           f"exporting the weights of epoch {epochs} without training again")
-            model.load_weights(str(checkpoint_path(out, epochs)))
+            model.load_weights(str(checkpoint_path(out, epochs, config.backend)))
             recorder.history.update({k: finished.get(k) for k in ("steps_per_epoch", "epochs_planned")})
         else:
+            keras = backend_named(config.backend).keras()
             resuming = resume_summary(config.to_dict(), out)
             if resuming:
                 reporter.line(resuming)
             try:
                 fit(trainee, features, config, strategy,
-                    [*training_callbacks(out, config, recorder, evaluator, backup, reporter),
-                     tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: record.save())],
+                    [*training_callbacks(out, config, recorder, evaluator, backup, reporter, keras),
+                     keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: record.save())],
                     verbose=verbose)
             except BaseException:
                 with contextlib.suppress(Exception):  # keep the steps trained so far visible (a NaN loss, Ctrl-C)
@@ -182,8 +181,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
                 raise
         history = recorder.epochs()
 
-    model.save_pretrained(str(out))
-    record.add(tokenizer.save_pretrained(str(out)))
+    record.add(backend_named(config.backend).save(model, tokenizer, out))
     save_settings(out, config)
 
     results: dict = {}

@@ -1,0 +1,92 @@
+"""The fine-tuning recipe on Keras 3 (the keras_hub backend): AdamW with tfqa's schedule, and its train step.
+
+The same recipe as the transformers backend (`tfqa.training.fitting.make_optimizer`,
+`tfqa.training.train_step`) in Keras 3's own classes, because a tf-keras
+optimizer or metric on a Keras 3 model does nothing useful (the two Keras
+never share objects):
+
+- AdamW, decoupled weight decay scaled by the learning rate, none on
+  LayerNorm and bias (keras-hub names their variables `gamma`, `beta`,
+  `bias`), global-norm clipping; the learning rate rises linearly over the
+  warm-up steps, then falls linearly to 0 at the last step (transformers'
+  `create_optimizer`, which the other backend uses).
+- The step computes `tfqa.training.loss.qa_loss` on the model's
+  `start_logits`/`end_logits`, scales it per replica, lets a mixed-float16
+  LossScaleOptimizer scale it, and logs the running mean "loss" Keras'
+  own loss tracker keeps (what `history.json` recovers per-step losses from).
+  With N accumulation steps each batch is N micro-batches and one optimizer step.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfqa.core.config import TrainConfig
+from tfqa.training.loss import qa_loss
+from tfqa.training.train_step import for_replicas
+
+NO_WEIGHT_DECAY = ("gamma", "beta", "bias")  # LayerNorm scale/offset and every bias, by keras-hub's variable names
+
+
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then linear decay to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = self.peak * step / max(self.warmup_steps, 1)
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        decay = self.peak * tf.maximum(0.0, 1.0 - (step - self.warmup_steps) / decay_steps)
+        return tf.where(step < self.warmup_steps, warmup, decay)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
+
+
+def make_keras3_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """Keras 3 AdamW with the run's schedule, epsilon, weight decay and clipping."""
+    warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=WarmupLinearDecay(config.learning_rate, total_steps, warmup), weight_decay=config.weight_decay,
+        beta_1=0.9, beta_2=0.999, epsilon=config.adam_epsilon, global_clipnorm=config.max_grad_norm or None)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer
+
+
+def use_keras3_qa_train_step(model: keras.Model, accumulation_steps: int = 1) -> None:
+    """Makes `fit` train a compiled Keras 3 `model` with `qa_loss` on `(inputs, labels)` batches.
+
+    `labels` is {"start_positions", "end_positions"}; see the module docstring for accumulation.
+    """
+    steps = max(1, int(accumulation_steps))
+    tracker = model._loss_tracker  # compile's running-mean "loss": fit resets it every epoch and logs it
+
+    def step_gradients(x, y, variables):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = qa_loss(y["start_positions"], y["end_positions"], out["start_logits"], out["end_logits"])
+            scaled = for_replicas(loss) / steps
+            scaled = model.optimizer.scale_loss(scaled)  # a no-op unless mixed_float16 wrapped the optimizer
+        tracker.update_state(loss, sample_weight=tf.shape(y["start_positions"])[0])
+        return tape.gradient(scaled, variables)
+
+    def train_step(data):
+        x, y = data[0], data[1]
+        variables = model.trainable_variables
+        if steps == 1:
+            grads = step_gradients(x, y, variables)
+        else:
+            size = tf.shape(y["start_positions"])[0] // steps
+            grads = [tf.zeros_like(v) for v in variables]
+            for i in range(steps):  # unrolled: `steps` is small and fixed
+                part = slice(i * size, (i + 1) * size)
+                micro = step_gradients({k: v[part] for k, v in x.items()}, {k: v[part] for k, v in y.items()},
+                                       variables)
+                grads = [t if g is None else t + tf.convert_to_tensor(g) for t, g in zip(grads, micro)]
+        model.optimizer.apply_gradients(zip(grads, variables))
+        return {"loss": tracker.result()}
+
+    model.train_step = train_step
