@@ -34,7 +34,7 @@ def test_loss_matches_a_hand_computed_value():
             out.append(-(p * _np_log_softmax(s[row, :n] / T)).sum())
         return np.array(out)
 
-    def hard_ce(s, y):  # the models' own loss: softmax over the whole window
+    def hard_ce(s, y):  # the QA loss (tfqa.training.loss): softmax over the whole window
         return -_np_log_softmax(s)[np.arange(2), y]
 
     soft = T ** 2 * (soft_ce(student[0], teacher[0]) + soft_ce(student[1], teacher[1])) / 2
