@@ -9,9 +9,9 @@ takes a real checkpoint directory) on the same features of real SQuAD dev text,
 at the same batch and sequence length:
 
 - plain: `model.compile(Adam)` and `model.fit(arrays, batch_size=...)`, the way
-  the Hugging Face TF examples train;
+  the Hugging Face TF examples train (labels in the input dict: the model's own loss);
 - tfqa: `tfqa.training.fitting.fit` — AdamW schedule, tf.data pipeline, the
-  distribution strategy tfqa picks on this machine;
+  distribution strategy tfqa picks on this machine, tfqa's train step and loss;
 - tfqa + XLA: the same with `jit_compile=True` (fixed shapes);
 - tfqa + bf16 / + fp16: the same with `mixed_precision` (float32 logits and
   loss; fp16 with loss scaling). `--precision-runs` leaves them out when

@@ -34,7 +34,7 @@ def test_loss_matches_a_hand_computed_value():
             out.append(-(p * _np_log_softmax(s[row, :n] / T)).sum())
         return np.array(out)
 
-    def hard_ce(s, y):  # the models' own loss: softmax over the whole window
+    def hard_ce(s, y):  # the QA loss (tfqa.training.loss): softmax over the whole window
         return -_np_log_softmax(s)[np.arange(2), y]
 
     soft = T ** 2 * (soft_ce(student[0], teacher[0]) + soft_ce(student[1], teacher[1])) / 2
@@ -61,7 +61,7 @@ def test_loss_matches_a_hand_computed_value():
 def test_hard_term_is_the_models_own_loss():
     import tensorflow as tf
 
-    from tfqa.training.distill import hard_loss
+    from tfqa.training.loss import qa_window_losses
     from tfqa.modeling.checkpoints import tiny_distilbert
 
     model = tiny_distilbert(50, 16, dim=16, n_layers=1, n_heads=2)
@@ -69,7 +69,7 @@ def test_hard_term_is_the_models_own_loss():
     mask = tf.ones_like(ids)
     start, end = tf.constant([0, 3, 11]), tf.constant([2, 5, 11])
     out = model({"input_ids": ids, "attention_mask": mask, "start_positions": start, "end_positions": end})
-    np.testing.assert_allclose(hard_loss(out.start_logits, out.end_logits, start, end).numpy(),
+    np.testing.assert_allclose(qa_window_losses(start, end, out.start_logits, out.end_logits).numpy(),
                                np.asarray(out.loss).reshape(-1), rtol=1e-5)
 
 

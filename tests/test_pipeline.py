@@ -1,4 +1,4 @@
-"""The training pipeline: deterministic reshuffling, global batches, padding trimmed per batch."""
+"""The training pipeline: deterministic reshuffling, global batches, padding trimmed per batch, labels apart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ SETTINGS = dict(max_seq_length=48, doc_stride=12, max_query_length=12)
 
 
 def first_batches(ds, n):
-    return [{k: v.numpy() for k, v in batch.items()} for batch in ds.take(n)]
+    """The first `n` training batches, inputs and labels in one dict (checking that they come apart)."""
+    batches = []
+    for inputs, labels in ds.take(n):
+        assert sorted(labels) == ["end_positions", "start_positions"] and not set(labels) & set(inputs)
+        batches.append({k: v.numpy() for k, v in {**inputs, **labels}.items()})
+    return batches
 
 
 def test_same_seed_same_order_and_epochs_reshuffle(wordpiece_tokenizer):

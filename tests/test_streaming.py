@@ -33,11 +33,19 @@ def feature_rows(features) -> list[tuple]:
     return sorted(rows({k: getattr(features, k) for k in COLUMNS}, SETTINGS["max_seq_length"]))
 
 
+def merged(batch) -> dict:
+    """An `(inputs, labels)` training batch as one dict of arrays (the labels kept apart from the inputs)."""
+    inputs, labels = batch
+    assert sorted(labels) == ["end_positions", "start_positions"] and not set(labels) & set(inputs)
+    return {k: v.numpy() for k, v in {**inputs, **labels}.items()}
+
+
 def stream_rows(ds, count: int) -> list[tuple]:
     """The first `count` windows of a batched stream, as rows."""
     got: list[tuple] = []
     for batch in ds:
-        got += rows({k: batch[k].numpy() for k in COLUMNS}, SETTINGS["max_seq_length"])
+        batch = merged(batch)
+        got += rows({k: batch[k] for k in COLUMNS}, SETTINGS["max_seq_length"])
         if len(got) >= count:
             break
     return got[:count]
@@ -89,16 +97,17 @@ def test_each_pass_streams_every_window_once(written):
 def test_passes_are_reshuffled_and_batches_match_the_in_memory_pipeline(written):
     _, shards, features = written
     n = len(features)
-    stream = [{k: v.numpy() for k, v in b.items()} for b in train_dataset(shards, n, seed=3).take(2)]
-    memory = [{k: v.numpy() for k, v in b.items()} for b in train_dataset(features, n, seed=3).take(2)]
+    stream = [merged(b) for b in train_dataset(shards, n, seed=3).take(2)]
+    memory = [merged(b) for b in train_dataset(features, n, seed=3).take(2)]
     assert [sorted(b) for b in stream] == [sorted(b) for b in memory]  # same element structure
+    assert train_dataset(shards, n, seed=3).element_spec == train_dataset(features, n, seed=3).element_spec
     assert all(b[k].dtype == m[k].dtype for b, m in zip(stream, memory) for k in b)
     assert not np.array_equal(stream[0]["input_ids"], stream[1]["input_ids"])  # reshuffled each pass
     for batch in stream:  # trimmed to the longest window, as in memory
         assert batch["input_ids"].shape[1] == batch["attention_mask"].sum(1).max()
     assert "token_type_ids" not in next(iter(train_dataset(shards, 4, seed=0, input_names={"input_ids",
-                                                                                       "attention_mask"})))
-    fixed = next(iter(train_dataset(shards, 4, seed=0, drop_remainder=True)))
+                                                                                       "attention_mask"})))[0]
+    fixed = next(iter(train_dataset(shards, 4, seed=0, drop_remainder=True)))[0]
     assert fixed["input_ids"].shape == (4, SETTINGS["max_seq_length"])
 
 

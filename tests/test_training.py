@@ -158,11 +158,13 @@ def step_losses(strategy, features, steps=6):
     from tfqa.training.datasets import train_dataset
     from tfqa.modeling.pipeline import input_names
     from tfqa.training.fitting import make_optimizer
+    from tfqa.training.train_step import use_qa_train_step
 
     config = TrainConfig(**{**SMALL, "learning_rate": 3e-4})
     with strategy.scope():
         model = tiny_distilbert(200, 64, dim=16, n_layers=2, n_heads=2, seed=0, initializer_range=0.02)
         model.compile(optimizer=make_optimizer(config, steps))
+    use_qa_train_step(model)
     losses = []
     model.fit(train_dataset(features, 8, seed=0, input_names=input_names(model)), epochs=steps, steps_per_epoch=1, verbose=0,
               callbacks=[tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: losses.append(logs["loss"]))])

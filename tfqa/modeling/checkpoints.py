@@ -3,8 +3,9 @@
 Any checkpoint `TFAutoModelForQuestionAnswering` knows works: DistilBERT (the
 default), BERT, RoBERTa, ALBERT, ELECTRA... from the hub or a local directory,
 with TF weights (`tf_model.h5`) or PyTorch safetensors (converted on load; this
-needs transformers ≤ 4.54, see DEVELOPERS.md). The loss is the models' own:
-the mean of the start and end cross-entropies.
+needs transformers ≤ 4.54, see DEVELOPERS.md). Training never asks them for a
+loss: it reads their `start_logits`/`end_logits` and computes tfqa's own
+(`tfqa.training.loss`, the same formula as Hugging Face's).
 """
 
 from __future__ import annotations

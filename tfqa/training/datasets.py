@@ -19,10 +19,10 @@ from tfqa.training.strategies import training_workers
 
 def train_dataset(features, global_batch_size: int, seed: int, drop_remainder: bool = False,
                   input_names=None) -> tf.data.Dataset:
-    """Infinite, reshuffled-each-pass batches of model inputs plus `start_positions`/`end_positions`.
+    """Infinite, reshuffled-each-pass `(inputs, labels)` batches: model inputs, {`start_positions`, `end_positions`}.
 
-    Transformers' TF QA models compute their own loss (mean of the start and end
-    cross-entropies) when the labels are part of the input dict. Use with
+    The labels stay out of the inputs: the train step computes the loss from
+    the model's logits (`tfqa.training.train_step`, `tfqa.training.loss`). Use with
     `steps_per_epoch`. `drop_remainder=True` gives the fixed shapes XLA wants;
     otherwise right-padded batches are trimmed to their longest window.
     `features` may also be `tfqa.training.feature_shards.FeatureShards`: the same batches then
@@ -35,9 +35,16 @@ def train_dataset(features, global_batch_size: int, seed: int, drop_remainder: b
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(global_batch_size, drop_remainder=drop_remainder)
-    if right_padded(features) and not drop_remainder:
-        ds = ds.map(trim_padding, num_parallel_calls=tf.data.AUTOTUNE)
+    trim = right_padded(features) and not drop_remainder
+    ds = ds.map(lambda batch: inputs_and_labels(batch, trim), num_parallel_calls=tf.data.AUTOTUNE)
     return sharded(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def inputs_and_labels(batch: dict, trim: bool = False) -> tuple[dict, dict]:
+    """A batch dict → (model inputs, {`start_positions`, `end_positions`}), trimmed first if `trim` (`trim_padding`)."""
+    if trim:
+        batch = trim_padding(batch)
+    return ({k: v for k, v in batch.items() if k not in LABELS}, {k: batch[k] for k in LABELS})
 
 
 SHUFFLE_BUFFER = 16384  # windows, serialized (~1.5 KB at 384 tokens: ~25 MB): what streaming holds
@@ -53,7 +60,7 @@ def stream_train_dataset(shards, global_batch_size: int, seed: int, drop_remaind
     Files (shuffled every pass) are read `cycle_length` at a time, interleaved
     window by window, through a seeded shuffle buffer that reshuffles every
     pass; then repeat, global batches, only the training columns parsed, and
-    padding trimmed. Every window comes once per pass; the order is a
+    padding trimmed, as `(inputs, labels)`. Every window comes once per pass; the order is a
     buffered approximation of a full shuffle (exact when the buffer holds all).
 
     Several input pipelines split the files between them when there are at
@@ -83,10 +90,10 @@ def stream_train_dataset(shards, global_batch_size: int, seed: int, drop_remaind
     # Shuffle the serialized records, parse whole batches: one vectorized parse per step.
     ds = ds.shuffle(max(1, min(shuffle_buffer, len(shards))), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(global_batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda records: {k: tf.cast(v, tf.int32) for k, v in tf.io.parse_example(records, spec).items()},
-                num_parallel_calls=tf.data.AUTOTUNE)
-    if shards.right_padded and not drop_remainder:
-        ds = ds.map(trim_padding, num_parallel_calls=tf.data.AUTOTUNE)
+    trim = shards.right_padded and not drop_remainder
+    ds = ds.map(lambda records: inputs_and_labels(
+        {k: tf.cast(v, tf.int32) for k, v in tf.io.parse_example(records, spec).items()}, trim),
+        num_parallel_calls=tf.data.AUTOTUNE)
     workers = num_workers or training_workers()
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (

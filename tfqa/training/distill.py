@@ -8,7 +8,8 @@ labels and from a fine-tuned QA teacher's start/end distributions at once:
 
 where CE_T is the cross-entropy between softmax(teacher / T) and
 softmax(student / T) over the window's real tokens (padding, attention_mask 0,
-is masked out of both softmaxes), and the hard term is the models' own QA loss.
+is masked out of both softmaxes), and the hard term is tfqa's QA loss per window
+(`tfqa.training.loss.qa_window_losses`, what plain training averages).
 Everything is computed in float32 (also under mixed precision). T² keeps the
 soft term's gradients on the scale of the hard one's (Hinton et al.).
 
@@ -25,9 +26,10 @@ import os
 
 import tensorflow as tf
 
+from tfqa.modeling.pipeline import LABELS
 from tfqa.training.callbacks import TrainingError
-
-LABELS = ("start_positions", "end_positions")
+from tfqa.training.loss import qa_window_losses
+from tfqa.training.train_step import for_replicas, qa_logits
 MASKED = -1e9  # the logit given to padding: exp(MASKED / T − max) is exactly 0 in float32
 PROBE = ("Who painted the front door of the old mill in 1884? "
          "Talvek painted it teal, then moved to Oslo; the café's bread costs €3.50.")
@@ -53,14 +55,6 @@ def soft_cross_entropy(student_logits, teacher_logits, attention_mask, temperatu
     return -tf.reduce_sum(teacher * student, axis=-1)
 
 
-def hard_loss(start_logits, end_logits, start_positions, end_positions):
-    """Per window: the QA models' own loss, the mean of the start and end cross-entropies, in float32."""
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits
-    start = ce(labels=tf.cast(start_positions, tf.int32), logits=tf.cast(start_logits, tf.float32))
-    end = ce(labels=tf.cast(end_positions, tf.int32), logits=tf.cast(end_logits, tf.float32))
-    return (start + end) / 2.0
-
-
 def distillation_losses(student, teacher, labels, attention_mask, alpha: float, temperature: float) -> dict:
     """Per-window losses: {"loss", "soft", "hard"}; `student`/`teacher` are (start_logits, end_logits) pairs.
 
@@ -70,7 +64,7 @@ def distillation_losses(student, teacher, labels, attention_mask, alpha: float, 
     t2 = tf.cast(temperature, tf.float32) ** 2
     soft = t2 * (soft_cross_entropy(student[0], teacher[0], attention_mask, temperature)
                  + soft_cross_entropy(student[1], teacher[1], attention_mask, temperature)) / 2.0
-    hard = hard_loss(student[0], student[1], labels[0], labels[1])
+    hard = qa_window_losses(labels[0], labels[1], student[0], student[1])
     alpha = tf.cast(alpha, tf.float32)
     return {"loss": alpha * soft + (1.0 - alpha) * hard, "soft": soft, "hard": hard}
 
@@ -82,8 +76,8 @@ def _signature(model) -> dict:
 class DistillationModel(tf.keras.Model):
     """Student + frozen teacher; `fit` trains the student on the distillation loss.
 
-    The training batches are dicts of model inputs plus `start_positions` and
-    `end_positions` (`tfqa.modeling.pipeline.train_dataset`); each model gets the inputs
+    The training batches are `(inputs, {start_positions, end_positions})`
+    (`tfqa.training.datasets.train_dataset`); each model gets the inputs
     it takes (a BERT teacher may take `token_type_ids` a DistilBERT student does
     not). Compile it with the student's optimizer; only the student's variables
     are trained. The logged "loss" is the combined loss, "soft_loss" its
@@ -121,17 +115,16 @@ class DistillationModel(tf.keras.Model):
 
     def call(self, inputs, training=False):
         """The student's start/end logits (what `predict` and the per-epoch evaluation see)."""
-        outputs = self.student(self._model_inputs(self.student, inputs), training=training)
-        return {"start_logits": outputs.start_logits, "end_logits": outputs.end_logits}
+        start_logits, end_logits = qa_logits(self.student(self._model_inputs(self.student, inputs), training=training))
+        return {"start_logits": start_logits, "end_logits": end_logits}
 
     def _distillation_step_losses(self, data, training: bool) -> dict:
-        teacher = self.teacher(self._model_inputs(self.teacher, data), training=False)
-        teacher_logits = (tf.stop_gradient(teacher.start_logits), tf.stop_gradient(teacher.end_logits))
-        student = self.student(self._model_inputs(self.student, data), training=training)
-        mask = data.get("attention_mask")
-        losses = distillation_losses((student.start_logits, student.end_logits), teacher_logits,
-                                     (data["start_positions"], data["end_positions"]), mask,
-                                     self.alpha, self.temperature)
+        x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        teacher = qa_logits(self.teacher(self._model_inputs(self.teacher, x), training=False))
+        teacher_logits = tuple(tf.stop_gradient(logits) for logits in teacher)
+        student = qa_logits(self.student(self._model_inputs(self.student, x), training=training))
+        losses = distillation_losses(student, teacher_logits, (y["start_positions"], y["end_positions"]),
+                                     x.get("attention_mask"), self.alpha, self.temperature)
         return {k: tf.reduce_mean(v) for k, v in losses.items()}
 
     def _update_trackers(self, losses: dict) -> dict:
@@ -141,23 +134,18 @@ class DistillationModel(tf.keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        if isinstance(data, tuple):  # (x,) or (x, None) from Keras' data adapter
-            data = data[0]
         with tf.GradientTape() as tape:
             losses = self._distillation_step_losses(data, training=True)
-            # Each replica's gradients are summed across replicas: scale the local mean by 1 / replicas, as
-            # Keras' compiled loss does, so the step follows the mean over the global batch.
             loss = losses["loss"]
             if self.student.losses:  # regularization losses, if any (none in the Transformers QA models)
                 loss += tf.add_n([tf.cast(l, tf.float32) for l in self.student.losses])
-            loss /= tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
+            # Replicas' gradients are summed: each contributes its share of the global-batch mean.
+            loss = for_replicas(loss)
         # minimize() applies a LossScaleOptimizer's scaling (mixed_float16) and the optimizer's clipping.
         self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
         return self._update_trackers(losses)
 
     def test_step(self, data):
-        if isinstance(data, tuple):
-            data = data[0]
         return self._update_trackers(self._distillation_step_losses(data, training=False))
 
     def save_pretrained(self, *args, **kwargs):

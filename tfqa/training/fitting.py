@@ -1,7 +1,8 @@
 """Keras `fit` with the fine-tuning recipe: AdamW, linear warmup then linear decay, global batches.
 
 No weight decay on LayerNorm and bias, global-norm clipping (transformers'
-`create_optimizer`). What `train_and_evaluate` and the benchmarks train with.
+`create_optimizer`). The loss is tfqa's (`tfqa.training.loss`), through its train
+step (`tfqa.training.train_step`). What `train_and_evaluate` and the benchmarks train with.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import tensorflow as tf
 
 from tfqa.core.config import TrainConfig
 from tfqa.modeling.pipeline import input_names
-from tfqa.training.accumulation import accumulate_gradients
 from tfqa.training.datasets import train_dataset
+from tfqa.training.distill import DistillationModel
+from tfqa.training.train_step import use_qa_train_step
 
 
 def make_optimizer(config: TrainConfig, total_steps: int):
@@ -50,7 +52,8 @@ def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, 
         epochs = max(1, math.ceil(config.num_train_epochs))
     with strategy.scope():
         model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
-    accumulate_gradients(model, config.gradient_accumulation_steps)
+    if not isinstance(model, DistillationModel):  # which trains with its own step (the same hard loss)
+        use_qa_train_step(model, config.gradient_accumulation_steps)
     # The logged loss is already the global mean on every worker; tf-keras' default ("auto" → "sum") adds it
     # up over MultiWorkerMirroredStrategy workers (2 workers: 2× the loss). No effect on one machine.
     model.distribute_reduction_method = "first"
