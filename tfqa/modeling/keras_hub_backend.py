@@ -68,7 +68,7 @@ class KerasHubBackend:
 
         # A functional twin on the same layers, never compiled: the file holds the model alone, no optimizer
         # (whose schedule is tfqa's class), so plain Keras 3 with keras_hub imported loads it.
-        plain = keras.Model(model.inputs, model.outputs, name=model.name)
+        plain = keras.Model(model.input, model.output, name=model.name)  # dicts: tfqa's input and output names
         written = [save_qa_model(plain, Path(out) / KERAS_MODEL_FILE)]
         return written + [Path(p) for p in tokenizer.save_pretrained(str(out))]
 

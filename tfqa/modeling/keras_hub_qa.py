@@ -106,12 +106,16 @@ def tiny_distilbert(vocab_size: int, max_position_embeddings: int, dim: int = 64
     backbone = keras_hub.models.DistilBertBackbone(
         vocabulary_size=vocab_size, num_layers=n_layers, num_heads=n_heads, hidden_dim=dim,
         intermediate_dim=2 * dim, dropout=0.0, max_sequence_length=max_position_embeddings)
-    # keras-hub's backbones fix their initializer at 0.02; redraw the kernels and embeddings at the wanted width.
-    redraw = keras.initializers.TruncatedNormal(stddev=initializer_range, seed=seed)
-    for variable in backbone.weights:
+    model = qa_model(backbone, seed=seed, name="tiny_distilbert_qa")
+    # keras-hub's backbones fix their initializer at 0.02; redraw the kernels and embeddings (the QA head's too,
+    # as Hugging Face's initializer_range covers qa_outputs) at the wanted width. A SeedGenerator, not an int
+    # seed: with an int a Keras 3 initializer draws the same values at every call, and query, key and value
+    # kernels would start equal (a tiny model learned ~30 EM points less in the smoke run that way).
+    redraw = keras.initializers.TruncatedNormal(stddev=initializer_range, seed=keras.random.SeedGenerator(seed))
+    for variable in model.weights:
         if variable.path.rsplit("/", 1)[-1] in ("kernel", "embeddings", "position_embeddings"):
             variable.assign(redraw(variable.shape, dtype=variable.dtype))
-    return qa_model(backbone, seed=seed, name="tiny_distilbert_qa")
+    return model
 
 
 def max_positions(model: keras.Model) -> int | None:
@@ -126,7 +130,8 @@ def max_positions(model: keras.Model) -> int | None:
 
 def input_names(model: keras.Model) -> list[str]:
     """The tfqa input names the model takes (`token_type_ids` only for backbones with segment embeddings)."""
-    return [name for name in BACKBONE_INPUTS if name in model.input]
+    given = {t.name for t in model.inputs}  # a list when a file saved the model from its list of inputs
+    return [name for name in BACKBONE_INPUTS if name in given]
 
 
 def set_qa_head(model: keras.Model, kernel, bias) -> None:

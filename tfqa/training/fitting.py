@@ -12,6 +12,7 @@ import math
 import tensorflow as tf
 
 from tfqa.core.config import TrainConfig
+from tfqa.modeling.backend import is_keras3
 from tfqa.modeling.pipeline import input_names
 from tfqa.training.datasets import train_dataset
 from tfqa.training.distill import DistillationModel
@@ -50,14 +51,23 @@ def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, 
     else:
         total_steps = max(1, round(config.num_train_epochs * steps_per_pass))
         epochs = max(1, math.ceil(config.num_train_epochs))
-    with strategy.scope():
-        model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
-    if not isinstance(model, DistillationModel):  # which trains with its own step (the same hard loss)
-        use_qa_train_step(model, config.gradient_accumulation_steps)
-    # The logged loss is already the global mean on every worker; tf-keras' default ("auto" → "sum") adds it
-    # up over MultiWorkerMirroredStrategy workers (2 workers: 2× the loss). No effect on one machine.
-    model.distribute_reduction_method = "first"
+    extra = {}
+    if is_keras3(model):  # the keras_hub backend: the same recipe in Keras 3's classes
+        from tfqa.training.keras3_step import make_keras3_optimizer, use_keras3_qa_train_step
+
+        with strategy.scope():
+            model.compile(optimizer=make_keras3_optimizer(config, total_steps), jit_compile=config.jit_compile)
+        use_keras3_qa_train_step(model, config.gradient_accumulation_steps)
+        extra["shuffle"] = False  # the pipeline shuffles (Keras 3 warns that it cannot shuffle a tf.data input)
+    else:
+        with strategy.scope():
+            model.compile(optimizer=make_optimizer(config, total_steps), jit_compile=config.jit_compile)
+        if not isinstance(model, DistillationModel):  # which trains with its own step (the same hard loss)
+            use_qa_train_step(model, config.gradient_accumulation_steps)
+        # The logged loss is already the global mean on every worker; tf-keras' default ("auto" → "sum") adds
+        # it up over MultiWorkerMirroredStrategy workers (2 workers: 2× the loss). No effect on one machine.
+        model.distribute_reduction_method = "first"
     dataset = train_dataset(features, global_batch, config.seed, drop_remainder=config.jit_compile,
                             input_names=input_names(model))
     return model.fit(dataset, epochs=epochs, steps_per_epoch=math.ceil(total_steps / epochs),
-                     callbacks=list(callbacks), verbose=verbose)
+                     callbacks=list(callbacks), verbose=verbose, **extra)
