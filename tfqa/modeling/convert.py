@@ -32,6 +32,8 @@ from tfqa.modeling.keras_hub_qa import HEAD_DENSE, qa_model, set_qa_head
 TARGETS = ("keras_hub",)
 TF_H5 = "tf_model.h5"
 SAFETENSORS = "model.safetensors"
+# The tokenizer files that hold a vocabulary (one of them must be in the source; the rest are copied with it).
+VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 HEAD = ("qa_outputs/kernel", "qa_outputs/bias")
 # Reshapes a source weight may need, named by which axes of the keras-hub weight are merged in the TF one:
 # keras-hub's attention keeps heads apart ([hidden, heads, head_dim]); TF BERT/DistilBERT merge them.
@@ -62,11 +64,14 @@ def _encoder_layer(src: str, dst: str, names: dict) -> dict:
 
 
 def _distilbert(config: dict):
-    """(backbone, weight map, unused source prefixes) for a DistilBERT config."""
-    backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=_get(config, "vocab_size"), num_layers=_get(config, "n_layers"),
-        num_heads=_get(config, "n_heads"), hidden_dim=_get(config, "dim"), intermediate_dim=_get(config, "hidden_dim"),
-        dropout=config.get("dropout", 0.1), max_sequence_length=_get(config, "max_position_embeddings"))
+    """(backbone builder, weight map, unused source prefixes) for a DistilBERT config."""
+    def backbone():
+        return keras_hub.models.DistilBertBackbone(
+            vocabulary_size=_get(config, "vocab_size"), num_layers=_get(config, "n_layers"),
+            num_heads=_get(config, "n_heads"), hidden_dim=_get(config, "dim"),
+            intermediate_dim=_get(config, "hidden_dim"), dropout=config.get("dropout", 0.1),
+            max_sequence_length=_get(config, "max_position_embeddings"))
+
     plan = {"token_and_position_embedding/token_embedding/embeddings":
             ("distilbert/embeddings/word_embeddings/weight", SAME),
             "token_and_position_embedding/position_embedding/embeddings":
@@ -77,21 +82,25 @@ def _distilbert(config: dict):
              "self_attention_layer/value": "attention/v_lin", "self_attention_layer/attention_output": "attention/out_lin",
              "self_attention_layer_norm": "sa_layer_norm", "feedforward_intermediate_dense": "ffn/lin1",
              "feedforward_output_dense": "ffn/lin2", "feedforward_layer_norm": "output_layer_norm"}
-    for i in range(backbone.num_layers):
+    for i in range(_get(config, "n_layers")):
         plan.update(_encoder_layer(f"distilbert/transformer/layer_._{i}", f"transformer_layer_{i}", layer))
     return backbone, plan, ()
 
 
 def _bert(config: dict):
-    """(backbone, weight map, unused source prefixes) for a BERT config."""
+    """(backbone builder, weight map, unused source prefixes) for a BERT config."""
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ConvertError(f"position_embedding_type {config['position_embedding_type']!r}: keras-hub's BertBackbone "
                            f"has absolute position embeddings only")
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=_get(config, "vocab_size"), num_layers=_get(config, "num_hidden_layers"),
-        num_heads=_get(config, "num_attention_heads"), hidden_dim=_get(config, "hidden_size"),
-        intermediate_dim=_get(config, "intermediate_size"), dropout=config.get("hidden_dropout_prob", 0.1),
-        max_sequence_length=_get(config, "max_position_embeddings"), num_segments=config.get("type_vocab_size", 2))
+
+    def backbone():
+        return keras_hub.models.BertBackbone(
+            vocabulary_size=_get(config, "vocab_size"), num_layers=_get(config, "num_hidden_layers"),
+            num_heads=_get(config, "num_attention_heads"), hidden_dim=_get(config, "hidden_size"),
+            intermediate_dim=_get(config, "intermediate_size"), dropout=config.get("hidden_dropout_prob", 0.1),
+            max_sequence_length=_get(config, "max_position_embeddings"),
+            num_segments=config.get("type_vocab_size", 2))
+
     plan = {"token_embedding/embeddings": ("bert/embeddings/word_embeddings/weight", SAME),
             "position_embedding/embeddings": ("bert/embeddings/position_embeddings/embeddings", SAME),
             "segment_embedding/embeddings": ("bert/embeddings/token_type_embeddings/embeddings", SAME),
@@ -103,7 +112,7 @@ def _bert(config: dict):
              "self_attention_layer_norm": "attention/output/LayerNorm",
              "feedforward_intermediate_dense": "intermediate/dense", "feedforward_output_dense": "output/dense",
              "feedforward_layer_norm": "output/LayerNorm"}
-    for i in range(backbone.num_layers):
+    for i in range(_get(config, "num_hidden_layers")):
         plan.update(_encoder_layer(f"bert/encoder/layer_._{i}", f"transformer_layer_{i}", layer))
     return backbone, plan, ("bert/pooler/",)  # a TFBertModel's pooler: QA models do not use it
 
@@ -201,20 +210,12 @@ def _source_shape(target: tuple, reshape: str) -> tuple:
     return target
 
 
-def build_from_tf_weights(config: dict, weights: dict, file: str | os.PathLike) -> keras.Model:
-    """The keras-hub QA model (`keras_hub_qa.qa_model`) of a config.json and its TF weights, every weight checked.
+def weight_map(config: dict, weights: dict, file: str | os.PathLike):
+    """(backbone builder, {keras-hub weight path: (TF name, reshape)}) for a config, its TF weights checked by name.
 
-    `file` names the weights file in messages. Raises ConvertError when a weight is
-    missing, has the wrong shape, is left over, or a target weight is not set exactly once.
+    Raises ConvertError naming `file` and a weight when one is missing or left over (nothing is built yet).
     """
     backbone, plan, unused = FAMILIES[config["model_type"]](config)
-    model = qa_model(backbone, activation=checkpoint_activation(config))
-    targets = {v.path: v for v in model.weights}
-    head = {f"{dense}/{part}" for dense in HEAD_DENSE.values() for part in ("kernel", "bias")}
-    unmapped = sorted(set(targets) - set(plan) - head)
-    if unmapped or len(targets) != len(model.weights):
-        raise ConvertError(f"the keras-hub {config['model_type']} model has weights tfqa cannot fill: {unmapped[:3]} "
-                           f"(keras-hub {keras_hub.__version__}: did its layer names change?)")
     missing = [name for name in [s for s, _ in plan.values()] + list(HEAD) if name not in weights]
     if missing:
         what = "no QA head (qa_outputs): train it first" if set(missing) <= set(HEAD) else f"no weight {missing[0]!r}"
@@ -225,6 +226,23 @@ def build_from_tf_weights(config: dict, weights: dict, file: str | os.PathLike) 
     if extra:
         raise ConvertError(f"{file}: weight {extra[0]!r} has no place in a keras-hub {config['model_type']} QA model "
                            f"({len(extra)} such weights)")
+    return backbone, plan
+
+
+def build_from_tf_weights(config: dict, weights: dict, file: str | os.PathLike) -> keras.Model:
+    """The keras-hub QA model (`keras_hub_qa.qa_model`) of a config.json and its TF weights, every weight checked.
+
+    `file` names the weights file in messages. Raises ConvertError when a weight is
+    missing, has the wrong shape, is left over, or a target weight is not set exactly once.
+    """
+    backbone, plan = weight_map(config, weights, file)
+    model = qa_model(backbone(), activation=checkpoint_activation(config))
+    targets = {v.path: v for v in model.weights}
+    head = {f"{dense}/{part}" for dense in HEAD_DENSE.values() for part in ("kernel", "bias")}
+    unmapped = sorted(set(targets) - set(plan) - head)
+    if unmapped or len(targets) != len(model.weights):
+        raise ConvertError(f"the keras-hub {config['model_type']} model has weights tfqa cannot fill: {unmapped[:3]} "
+                           f"(keras-hub {keras_hub.__version__}: did its layer names change?)")
     set_count = Counter()
     for path, (name, reshape) in plan.items():
         variable, value = targets[path], weights[name]
@@ -265,9 +283,14 @@ def convert_run(src: str | os.PathLike, dst: str | os.PathLike, to: str = "keras
         raise ConvertError(f"{flag} {src}: no such folder (a transformers run or checkpoint)")
     config = read_config(src)
     settings = load_settings(src).replace(backend="keras_hub")
+    if not any((src / name).is_file() for name in VOCAB_FILES):
+        # transformers fails on such a folder with a TypeError deep inside the tokenizer class
+        raise ConvertError(f"{flag} {src}: no tokenizer files ({', '.join(VOCAB_FILES)}); a keras_hub run needs "
+                           f"the tokenizer its features run on")
     tokenizer = load_fast_tokenizer(str(src), flag)
-    progress = reporter.progress(f"converting {src} ({config['model_type']}) to a keras_hub run")
     file, weights = read_tf_weights(src)
+    weight_map(config, weights, file)  # a missing head or a foreign checkpoint: said before the progress line
+    progress = reporter.progress(f"converting {src} ({config['model_type']}) to a keras_hub run")
     model = build_from_tf_weights(config, weights, file)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with scratch_dir(dst.parent, f".{dst.name}.converting-") as tmp:
