@@ -82,7 +82,9 @@ def test_tiny_distilbert_converted_gives_the_same_logits_and_answers(tiny_run, w
     examples = tiny_examples()
     features = prepare_features(examples, tokenizer, config=settings.features)
     assert len(features) > len(examples)  # several windows per long context
-    diff = np.abs(_logits(converted, features) - _logits(original, features)).max()
+    logits = _logits(original, features)
+    diff = np.abs(_logits(converted, features) - logits)[np.isfinite(logits)].max()
+    print(f"\ntiny DistilBERT ({weights}) converted: {len(features)} windows, max |diff| {diff:.3g}")
     assert diff <= TINY_BOUND, diff
     ours = predict_answers(converted, features, examples, settings.decoding, batch_size=8)
     theirs = predict_answers(original, features, examples, settings.decoding, batch_size=8)

@@ -282,7 +282,7 @@ def convert_run(src: str | os.PathLike, dst: str | os.PathLike, to: str = "keras
     if not src.is_dir():
         raise ConvertError(f"{flag} {src}: no such folder (a transformers run or checkpoint)")
     config = read_config(src)
-    settings = load_settings(src).replace(backend="keras_hub")
+    settings = load_settings(src).replace(backend="keras_hub", output_dir=str(dst))
     if not any((src / name).is_file() for name in VOCAB_FILES):
         # transformers fails on such a folder with a TypeError deep inside the tokenizer class
         raise ConvertError(f"{flag} {src}: no tokenizer files ({', '.join(VOCAB_FILES)}); a keras_hub run needs "
@@ -293,16 +293,11 @@ def convert_run(src: str | os.PathLike, dst: str | os.PathLike, to: str = "keras
     progress = reporter.progress(f"converting {src} ({config['model_type']}) to a keras_hub run")
     model = build_from_tf_weights(config, weights, file)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with scratch_dir(dst.parent, f".{dst.name}.converting-") as tmp:
-        KERAS_HUB.save(model, tokenizer, tmp)
-        save_settings(tmp, settings)
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide the run from its group, unlike a made folder
-        os.replace(tmp, dst)  # onto a missing or empty folder only (checked above)
+    with scratch_dir(dst.parent, f".{dst.name}.converting-") as tmp:  # beside dst: the rename stays on one disk
+        staged = tmp / "run"  # made by mkdir, so it gets the umask's mode (mkdtemp's folder is 0700)
+        staged.mkdir()
+        KERAS_HUB.save(model, tokenizer, staged)
+        save_settings(staged, settings)
+        os.replace(staged, dst)  # onto a missing or empty folder only (checked above)
     progress.done(f": {dst}")
     return dst
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
