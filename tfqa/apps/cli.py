@@ -398,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("convert", help="convert a transformers-backend run to a keras_hub (Keras 3) run",
-                       description=cmd_convert.__doc__ + " DistilBERT and BERT; the weights are tf_model.h5 or TF-format "
-                       "model.safetensors, QA head included. The new run holds model.keras, the tokenizer files and "
+                       description=cmd_convert.__doc__ + " DistilBERT and BERT; the weights are tf_model.h5 or "
+                       "TF-format model.safetensors, QA head included. The new run holds model.keras, the tokenizer files and "
                        "tfqa_config.json (the source's settings, backend keras_hub); prints its path.")
     p.add_argument("--model", required=True, help="directory written by train_keras.py, or a TF checkpoint folder")
     p.add_argument("--to", choices=("keras_hub",), default="keras_hub", help="the backend to convert to "

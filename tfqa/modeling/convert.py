@@ -50,6 +50,7 @@ def _encoder_layer(src: str, dst: str, names: dict) -> dict:
     """The map of one transformer layer: keras-hub weight path → (TF weight name, reshape)."""
     plan = {}
     for ours, theirs in names.items():
+        # keras-hub splits the heads out of q/k/v's output axis (kernel and bias) and the output projection's input axis
         kernel = HEADS_FIRST if ours == "self_attention_layer/attention_output" else (
             HEADS_LAST if ours.startswith("self_attention_layer/") else SAME)
         bias = HEADS_LAST if ours in ("self_attention_layer/query", "self_attention_layer/key",
@@ -79,7 +80,8 @@ def _distilbert(config: dict):
             "embeddings_layer_norm/gamma": ("distilbert/embeddings/LayerNorm/gamma", SAME),
             "embeddings_layer_norm/beta": ("distilbert/embeddings/LayerNorm/beta", SAME)}
     layer = {"self_attention_layer/query": "attention/q_lin", "self_attention_layer/key": "attention/k_lin",
-             "self_attention_layer/value": "attention/v_lin", "self_attention_layer/attention_output": "attention/out_lin",
+             "self_attention_layer/value": "attention/v_lin",
+             "self_attention_layer/attention_output": "attention/out_lin",
              "self_attention_layer_norm": "sa_layer_norm", "feedforward_intermediate_dense": "ffn/lin1",
              "feedforward_output_dense": "ffn/lin2", "feedforward_layer_norm": "output_layer_norm"}
     for i in range(_get(config, "n_layers")):
