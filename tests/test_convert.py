@@ -149,7 +149,7 @@ def _not_written(folder) -> set:
 
 
 @pytest.mark.parametrize("case", ["output_not_empty", "not_a_run", "unsupported_model_type", "keras_hub_run",
-                                  "no_qa_head"])
+                                  "no_qa_head", "config_without_a_size"])
 def test_cli_refusals_are_one_line_and_write_nothing(tiny_run, tmp_path, capsys, case):
     run, _ = tiny_run
     output = tmp_path / "out"
@@ -170,6 +170,9 @@ def test_cli_refusals_are_one_line_and_write_nothing(tiny_run, tmp_path, capsys,
         run.mkdir()
         (run / KERAS_MODEL_FILE).write_bytes(b"")
         expected = "is a keras_hub run already"
+    elif case == "config_without_a_size":
+        run = _copy(run, tmp_path / "sizeless", lambda c: {k: v for k, v in c.items() if k != "n_layers"})
+        expected = "config.json: 'n_layers' must be a positive integer, not None"
     else:
         run = _copy(run, tmp_path / "headless", None, drop_head=True)
         expected = "no QA head (qa_outputs)"

@@ -68,10 +68,10 @@ def _distilbert(config: dict):
     """(backbone builder, weight map, unused source prefixes) for a DistilBERT config."""
     def backbone():
         return keras_hub.models.DistilBertBackbone(
-            vocabulary_size=_get(config, "vocab_size"), num_layers=_get(config, "n_layers"),
-            num_heads=_get(config, "n_heads"), hidden_dim=_get(config, "dim"),
-            intermediate_dim=_get(config, "hidden_dim"), dropout=config.get("dropout", 0.1),
-            max_sequence_length=_get(config, "max_position_embeddings"))
+            vocabulary_size=config["vocab_size"], num_layers=config["n_layers"],
+            num_heads=config["n_heads"], hidden_dim=config["dim"],
+            intermediate_dim=config["hidden_dim"], dropout=config.get("dropout", 0.1),
+            max_sequence_length=config["max_position_embeddings"])
 
     plan = {"token_and_position_embedding/token_embedding/embeddings":
             ("distilbert/embeddings/word_embeddings/weight", SAME),
@@ -84,7 +84,7 @@ def _distilbert(config: dict):
              "self_attention_layer/attention_output": "attention/out_lin",
              "self_attention_layer_norm": "sa_layer_norm", "feedforward_intermediate_dense": "ffn/lin1",
              "feedforward_output_dense": "ffn/lin2", "feedforward_layer_norm": "output_layer_norm"}
-    for i in range(_get(config, "n_layers")):
+    for i in range(config["n_layers"]):
         plan.update(_encoder_layer(f"distilbert/transformer/layer_._{i}", f"transformer_layer_{i}", layer))
     return backbone, plan, ()
 
@@ -97,10 +97,10 @@ def _bert(config: dict):
 
     def backbone():
         return keras_hub.models.BertBackbone(
-            vocabulary_size=_get(config, "vocab_size"), num_layers=_get(config, "num_hidden_layers"),
-            num_heads=_get(config, "num_attention_heads"), hidden_dim=_get(config, "hidden_size"),
-            intermediate_dim=_get(config, "intermediate_size"), dropout=config.get("hidden_dropout_prob", 0.1),
-            max_sequence_length=_get(config, "max_position_embeddings"),
+            vocabulary_size=config["vocab_size"], num_layers=config["num_hidden_layers"],
+            num_heads=config["num_attention_heads"], hidden_dim=config["hidden_size"],
+            intermediate_dim=config["intermediate_size"], dropout=config.get("hidden_dropout_prob", 0.1),
+            max_sequence_length=config["max_position_embeddings"],
             num_segments=config.get("type_vocab_size", 2))
 
     plan = {"token_embedding/embeddings": ("bert/embeddings/word_embeddings/weight", SAME),
@@ -114,18 +114,16 @@ def _bert(config: dict):
              "self_attention_layer_norm": "attention/output/LayerNorm",
              "feedforward_intermediate_dense": "intermediate/dense", "feedforward_output_dense": "output/dense",
              "feedforward_layer_norm": "output/LayerNorm"}
-    for i in range(_get(config, "num_hidden_layers")):
+    for i in range(config["num_hidden_layers"]):
         plan.update(_encoder_layer(f"bert/encoder/layer_._{i}", f"transformer_layer_{i}", layer))
     return backbone, plan, ("bert/pooler/",)  # a TFBertModel's pooler: QA models do not use it
 
 
 FAMILIES = {"distilbert": _distilbert, "bert": _bert}
-
-
-def _get(config: dict, key: str):
-    if key not in config:
-        raise ConvertError(f"{MODEL_CONFIG_FILE} has no {key!r}")
-    return config[key]
+# The sizes each family's backbone is built from: config.json must give every one as a positive integer.
+SIZES = {"distilbert": ("vocab_size", "n_layers", "n_heads", "dim", "hidden_dim", "max_position_embeddings"),
+         "bert": ("vocab_size", "num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
+                  "max_position_embeddings")}
 
 
 def read_config(src: Path) -> dict:
@@ -144,6 +142,10 @@ def read_config(src: Path) -> dict:
     if config["model_type"] not in FAMILIES:
         raise ConvertError(f"{path}: model_type {config['model_type']!r} cannot be converted to keras_hub yet "
                            f"(tfqa converts: {', '.join(FAMILIES)})")
+    bad = [k for k in SIZES[config["model_type"]]
+           if isinstance(config.get(k), bool) or not isinstance(config.get(k), int) or config[k] < 1]
+    if bad:
+        raise ConvertError(f"{path}: {bad[0]!r} must be a positive integer, not {config.get(bad[0])!r}")
     epsilon = config.get("layer_norm_eps", KERAS_HUB_EPSILON)
     if epsilon != KERAS_HUB_EPSILON:
         raise ConvertError(f"{path}: layer_norm_eps {epsilon}: keras-hub's backbones fix it at {KERAS_HUB_EPSILON}")
@@ -191,7 +193,7 @@ def _read_h5(path: Path) -> dict:
                 name = _text(name)
                 # Keras 2 prefixes each name with the model's scope (tf_bert_for_question_answering/...): dropped,
                 # as Hugging Face's loader does, so the names are those of TF-format safetensors.
-                weights[_canonical(name.split("/", 1)[1])] = np.asarray(group[name])
+                weights[_canonical(name.split("/", 1)[-1])] = np.asarray(group[name])
     return weights
 
 
