@@ -92,6 +92,27 @@ def test_tiny_distilbert_converted_gives_the_same_logits_and_answers(tiny_run, w
     assert [[s["text"] for s in ours[1][q]] for q in ours[1]] == [[s["text"] for s in theirs[1][q]] for q in theirs[1]]
 
 
+def test_tiny_bert_converted_gives_the_same_logits(wordpiece_tokenizer, tmp_path):
+    """BERT's map (segment embeddings, exact GELU) without the real checkpoint: a seeded tiny TF BERT."""
+    import tensorflow as tf
+    from transformers import BertConfig, TFBertForQuestionAnswering
+
+    tf.keras.utils.set_random_seed(5)
+    original = TFBertForQuestionAnswering(BertConfig(
+        vocab_size=wordpiece_tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64, initializer_range=0.5))
+    original(original.dummy_inputs)
+    config = TrainConfig(**SETTINGS)
+    converted, _ = KERAS_HUB.load(str(convert_run(_save_run(original, wordpiece_tokenizer, tmp_path / "bert", config),
+                                                  tmp_path / "converted")))
+    features = prepare_features(tiny_examples(), wordpiece_tokenizer, config=config.features)
+    assert backend_of(converted).input_names(converted) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert features.model_inputs()["token_type_ids"].any()  # the segment embedding is exercised
+    logits = _logits(original, features)
+    diff = np.abs(_logits(converted, features) - logits)[np.isfinite(logits)].max()
+    assert diff <= TINY_BOUND, diff
+
+
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_minilm_run_converted_answers_like_the_original_on_squad_dev(tmp_path):
