@@ -323,6 +323,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    """Converts a transformers-backend run (or a TF checkpoint folder) into a keras_hub run that answers the same."""
+    from tfqa.modeling.convert import convert_run
+
+    _require_model_dir(args.model)
+    print(convert_run(args.model, args.output, to=args.to, reporter=CONSOLE))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Serves a one-page web demo: paste a passage, ask a question, see the answer highlighted in it."""
     from tfqa.apps.demo import run_demo
@@ -387,6 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folder TF Serving watches; the export becomes its next integer version "
                         "(default: %(default)s)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("convert", help="convert a transformers-backend run to a keras_hub (Keras 3) run",
+                       description=cmd_convert.__doc__ + " DistilBERT and BERT; the weights are tf_model.h5 or "
+                       "TF-format model.safetensors, QA head included. The new run holds model.keras, the tokenizer files and "
+                       "tfqa_config.json (the source's settings, backend keras_hub); prints its path.")
+    p.add_argument("--model", required=True, help="directory written by train_keras.py, or a TF checkpoint folder")
+    p.add_argument("--to", choices=("keras_hub",), default="keras_hub", help="the backend to convert to "
+                   "(default: %(default)s)")
+    p.add_argument("--output", required=True, help="the new run's folder: must not exist, or be empty")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("check", help="validate a SQuAD file", description=cmd_check.__doc__)
     p.add_argument("data_file", help="SQuAD JSON (.json or .json.gz) or TFDS name")
