@@ -41,7 +41,7 @@ def train_dataset(features, global_batch_size: int, seed: int, drop_remainder: b
 
 
 def inputs_and_labels(batch: dict, trim: bool = False) -> tuple[dict, dict]:
-    """A batch dict → (model inputs, {`start_positions`, `end_positions`}), trimmed first if `trim` (`trim_padding`)."""
+    """A batch dict → (model inputs, {`start_positions`, `end_positions`}); `trim`: `trim_padding` first."""
     if trim:
         batch = trim_padding(batch)
     return ({k: v for k, v in batch.items() if k not in LABELS}, {k: batch[k] for k in LABELS})

@@ -30,6 +30,7 @@ from tfqa.modeling.pipeline import LABELS
 from tfqa.training.callbacks import TrainingError
 from tfqa.training.loss import qa_window_losses
 from tfqa.training.train_step import for_replicas, qa_logits
+
 MASKED = -1e9  # the logit given to padding: exp(MASKED / T − max) is exactly 0 in float32
 PROBE = ("Who painted the front door of the old mill in 1884? "
          "Talvek painted it teal, then moved to Oslo; the café's bread costs €3.50.")
