@@ -28,7 +28,8 @@ def keras_hub_run(tmp_path_factory):
 def test_the_smoke_run_reaches_the_transformers_backends_em_band(keras_hub_run):
     out, proc = keras_hub_run
     results = json.loads((out / "eval_results.json").read_text())
-    assert results == {**results, **json.loads(proc.stdout)}  # stdout: the scores only
+    scores = json.loads(proc.stdout)  # stdout: the scores only, rounded to 2 places
+    assert scores and all(round(results[name], 2) == value for name, value in scores.items()), scores
     assert results["exact"] >= 95 and results["HasAns_total"] > 0 and results["NoAns_total"] > 0, results
     settings = json.loads((out / "tfqa_config.json").read_text())
     assert settings["backend"] == "keras_hub"

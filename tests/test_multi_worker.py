@@ -173,6 +173,11 @@ def test_two_workers_match_one_process_at_the_same_global_batch(tiny_checkpoint,
     assert sorted(w0.files) == sorted(one.files)
     for name in w0.files:
         np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)  # all-reduced: the very same weights
+        if "qa_outputs/bias" in name:
+            # A softmax over positions ignores a constant added to every logit, so the QA bias' gradient is
+            # exactly 0 up to float noise, and AdamW (÷ √v) turns that noise into moves of up to lr (1e-3) per
+            # step in either direction (CI saw 1.2e-4 apart): nothing of the all-reduce shows in it.
+            continue
         # AdamW divides by √v: float-order noise in near-zero gradients moves a weight by a fraction of one
         # step (lr 1e-3), hence the absolute tolerance.
         np.testing.assert_allclose(w0[name], one[name], rtol=1e-5, atol=1e-4, err_msg=name)
