@@ -6,6 +6,10 @@ Markers in README.md, an HTML comment right before a fenced block:
     <!-- readme-test: output, shortened — REASON -->   the same, with `...` for omitted text (whitespace ignored)
 Inside an output block, `<varies: REASON>` stands for a value that legitimately differs from run to run (a
 timing, an absolute path, a port): any text within its line. Every marker must give its reason.
+Numbers are compared exactly, except full-precision floats (5 or more decimals: a model's scores, null
+odds and the thresholds tuned on them), which may differ by `FLOAT_TOLERANCE` relative: the float kernels
+differ between CPU kinds (AVX2 vs AVX-512), so a seeded run repeats exactly only on its own kind of CPU
+(measured: scores 14.102159 vs 14.100911, 0.5536113 vs 0.5518389; EM/F1 equal). The README says so.
 Every other block is a `bash` or `python` example and is run. Offline substitutions (stated in the README):
 the local MiniLM-L6 checkpoint for the hub name `distilbert-base-uncased`, and free ports for the servers
 (`tfqa serve`/`tfqa demo` lines start in the background; later examples reach them on their new ports).
@@ -32,6 +36,8 @@ BLOCK = re.compile(r"(?:<!-- readme-test: (?P<mark>[^\n]*?) -->\n)?```(?P<lang>[
 SERVER = re.compile(r"^(?:tfqa|python -m tfqa) (?:serve|demo)\b.*$", re.M)
 HUB_NAME = "distilbert-base-uncased"
 VARIES = re.compile(r"<varies: (?P<reason>[^<>\n]*)>")
+FULL_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e-?\d+)?")
+FLOAT_TOLERANCE = 0.01  # relative; the CPU kinds seen differ by up to 0.33 % (a score of 0.55)
 SHORTENED = "output, shortened —"
 
 
@@ -74,8 +80,13 @@ def matches(expected: str, printed: str, shortened: bool = False) -> bool:
     `<varies: REASON>` stands for any text within its line; `shortened`: `...` stands for any text and
     whitespace is ignored (JSON shown over several lines, e.g. `{"f1": 98.0, ...}` for `{"f1":98.0,"total":459}`).
     """
+    floats: list[float] = []
+
     def literal(piece: str) -> str:
-        return re.escape(re.sub(r"\s+", "", piece) if shortened else piece)
+        piece = re.sub(r"\s+", "", piece) if shortened else piece
+        parts = FULL_FLOAT.split(piece)
+        floats.extend(float(x) for x in FULL_FLOAT.findall(piece))
+        return r"(-?\d+\.\d+(?:e-?\d+)?)".join(re.escape(part) for part in parts)
 
     pattern = ""
     for piece in re.split(r"(<varies: [^<>\n]*>|\.\.\.)", expected if shortened else _lines(expected)):
@@ -85,7 +96,10 @@ def matches(expected: str, printed: str, shortened: bool = False) -> bool:
             pattern += ".*?"
         else:
             pattern += literal(piece)
-    return re.fullmatch(pattern, re.sub(r"\s+", "", printed) if shortened else _lines(printed), re.S) is not None
+    found = re.fullmatch(pattern, re.sub(r"\s+", "", printed) if shortened else _lines(printed), re.S)
+    return found is not None and all(
+        abs(float(got) - want) <= FLOAT_TOLERANCE * max(abs(want), abs(float(got))) for got, want in
+        zip(found.groups(), floats))
 
 
 def test_matches():
@@ -93,6 +107,11 @@ def test_matches():
     assert not matches('{"f1": 98.0, ...}', '{"f1":97.5,"total":459}', shortened=True)
     assert not matches('{"a": "crow"}', '{"a":"rice"}')
     assert not matches("EM 98.0 on 459 questions", "EM 97.1 on 459 questions")  # numbers are compared too
+    assert not matches("EM 98.04 at 3.0911", "EM 98.26 at 3.0911")  # short numbers exactly
+    assert matches("score 14.102159, odds 0.5536113", "score 14.100911, odds 0.5518389")  # another CPU kind
+    assert not matches("threshold -5.0912345", "threshold 1.0978123")  # a stale model number still fails
+    assert not matches("score 14.102159", "score 14.402159")  # 2 % off
+    assert matches('{"s": 0.5536113, ...}', '{"s":0.5518389,"t":1}', shortened=True)
     assert not matches("a ... b", "a x b") and matches("a ... b", "a ... b  \n\n")  # `...` only when shortened
     assert matches("done in <varies: a timing> here\nnext", "done in 3.2 s here\nnext")
     assert not matches("done in <varies: a timing>\nnext", "done in 3.2 s\nmore\nnext")  # within its line
