@@ -16,7 +16,8 @@ from tfqa.apps.quiet import quiet_startup
 from tfqa.apps.run_squad_flags import add_run_squad_flags, notes
 from tfqa.core.config import add_to_parser, as_typed, from_args, spelled_as
 from tfqa.core.errors import TfqaError
-from tfqa.core.run_dir import LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, export_base, finished_run
+from tfqa.core.run_dir import (KERAS_MODEL_FILE, LOGS_DIR, NULL_ODDS_FILE, PREDICTIONS_FILE, export_base,
+                               finished_run)
 from tfqa.core.squad import DataError
 
 PROG = "train_keras.py"
@@ -205,7 +206,8 @@ def train_main(argv: list[str] | None = None) -> int:
 def closing_lines(config, results: dict) -> str:
     """Where the outputs are and the commands to look at them next."""
     out = Path(config.output_dir)
-    lines = [f"\nDone. Outputs in {out}/: the model and tokenizer (save_pretrained), predictions.json, "
+    model = f"{KERAS_MODEL_FILE}, Keras 3" if config.backend == "keras_hub" else "save_pretrained"
+    lines = [f"\nDone. Outputs in {out}/: the model and tokenizer ({model}), predictions.json, "
              f"nbest_predictions.json, eval_results.json, history.json and training.png (loss per step, dev EM/F1 "
              f"per epoch), checkpoints/, logs/ (TensorBoard).",
              f"Next: python -m tfqa inspect {out}",
