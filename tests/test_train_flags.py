@@ -13,25 +13,28 @@ from tfqa.training.fitting import fit
 from helpers import tiny_examples
 
 
-def _train(wordpiece_tokenizer, **settings):
+def _train(wordpiece_tokenizer, backend="transformers", **settings):
     """(weight change, per-epoch losses, steps per epoch) after training from the same initial weights."""
     from tfqa.core.features import prepare_features
+    from tfqa.modeling import keras_hub_qa
 
     config = TrainConfig(max_seq_length=32, doc_stride=8, max_query_length=12, learning_rate=1e-3, seed=3,
-                         warmup_ratio=0.0, **settings)
+                         warmup_ratio=0.0, backend=backend, **settings)
     features = prepare_features(tiny_examples(), wordpiece_tokenizer, config=config.features)
-    model = tiny_distilbert(len(wordpiece_tokenizer), 32, dim=32, n_layers=1, seed=0)
+    tiny = keras_hub_qa.tiny_distilbert if backend == "keras_hub" else tiny_distilbert
+    model = tiny(len(wordpiece_tokenizer), 32, dim=32, n_layers=1, seed=0)
     start = np.concatenate([w.numpy().ravel() for w in model.trainable_weights])
     history = fit(model, features, config, tf.distribute.get_strategy(), verbose=0)
     end = np.concatenate([w.numpy().ravel() for w in model.trainable_weights])
     return end - start, history.history["loss"], history.params["steps"]
 
 
-def test_gradient_accumulation_equals_a_larger_batch(wordpiece_tokenizer):
-    big, big_loss, big_steps = _train(wordpiece_tokenizer, per_replica_batch_size=8, max_steps=6)
-    accumulated, acc_loss, acc_steps = _train(wordpiece_tokenizer, per_replica_batch_size=4,
+@pytest.mark.parametrize("backend", ["transformers", "keras_hub"])
+def test_gradient_accumulation_equals_a_larger_batch(wordpiece_tokenizer, backend):
+    big, big_loss, big_steps = _train(wordpiece_tokenizer, backend, per_replica_batch_size=8, max_steps=6)
+    accumulated, acc_loss, acc_steps = _train(wordpiece_tokenizer, backend, per_replica_batch_size=4,
                                               gradient_accumulation_steps=2, max_steps=6)
-    small, _, _ = _train(wordpiece_tokenizer, per_replica_batch_size=4, max_steps=6)
+    small, _, _ = _train(wordpiece_tokenizer, backend, per_replica_batch_size=4, max_steps=6)
     assert big_steps == acc_steps  # steps are optimizer steps
     np.testing.assert_allclose(acc_loss, big_loss, rtol=1e-4)
 

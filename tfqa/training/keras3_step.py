@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfqa.core.config import TrainConfig
 from tfqa.training.loss import qa_loss
-from tfqa.training.train_step import for_replicas
+from tfqa.training.train_step import for_replicas, summed_over_micro_batches
 
 NO_WEIGHT_DECAY = ("gamma", "beta", "bias")  # LayerNorm scale/offset and every bias, by keras-hub's variable names
 
@@ -79,13 +79,7 @@ def use_keras3_qa_train_step(model: keras.Model, accumulation_steps: int = 1) ->
         if steps == 1:
             grads = step_gradients(x, y, variables)
         else:
-            size = tf.shape(y["start_positions"])[0] // steps
-            grads = [tf.zeros_like(v) for v in variables]
-            for i in range(steps):  # unrolled: `steps` is small and fixed
-                part = slice(i * size, (i + 1) * size)
-                micro = step_gradients({k: v[part] for k, v in x.items()}, {k: v[part] for k, v in y.items()},
-                                       variables)
-                grads = [t if g is None else t + tf.convert_to_tensor(g) for t, g in zip(grads, micro)]
+            grads = summed_over_micro_batches(step_gradients, x, y, steps, variables)
         model.optimizer.apply_gradients(zip(grads, variables))
         return {"loss": tracker.result()}
 

@@ -76,17 +76,22 @@ def use_qa_train_step(model, accumulation_steps: int = 1) -> None:
             # As minimize() would: sparse (IndexedSlices) gradients stay sparse, None ones are skipped.
             model.optimizer.apply_gradients(step_gradients(x, y, variables))
         else:
-            size = tf.shape(y["start_positions"])[0] // steps
-            total = [tf.zeros_like(v) for v in variables]
-            for i in range(steps):  # unrolled: `steps` is small and fixed
-                part = slice(i * size, (i + 1) * size)
-                grads = step_gradients({k: v[part] for k, v in x.items()}, {k: v[part] for k, v in y.items()},
-                                       variables)
-                total = [t if g is None else t + tf.convert_to_tensor(g) for t, (g, _) in zip(total, grads)]
+            total = summed_over_micro_batches(lambda *a: [g for g, _ in step_gradients(*a)], x, y, steps, variables)
             model.optimizer.apply_gradients(zip(total, variables))
         return {m.name: m.result() for m in model.metrics}
 
     model.train_step = train_step
+
+
+def summed_over_micro_batches(gradients, x: dict, y: dict, steps: int, variables) -> list:
+    """The sum of `gradients(x_i, y_i, variables)` (one per variable, None for none) over `steps` equal slices."""
+    size = tf.shape(y["start_positions"])[0] // steps
+    total = [tf.zeros_like(v) for v in variables]
+    for i in range(steps):  # unrolled: `steps` is small and fixed
+        part = slice(i * size, (i + 1) * size)
+        grads = gradients({k: v[part] for k, v in x.items()}, {k: v[part] for k, v in y.items()}, variables)
+        total = [t if g is None else t + tf.convert_to_tensor(g) for t, g in zip(total, grads)]
+    return total
 
 
 def for_replicas(loss):
