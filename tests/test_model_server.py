@@ -123,6 +123,37 @@ def test_models_config_serves_two_models_and_a_labelled_version(export_dir, tmp_
         assert proc.wait(timeout=30) == 0
 
 
+def test_the_commands_own_polling_serves_a_version_exported_while_it_runs(export_dir, tmp_path):
+    """--file_system_poll_wait_seconds 1: version 2 copied in as an export writes it (a temporary name, then a
+    rename) is served over REST and gRPC within 3 polls plus its load, without a restart."""
+    base = tmp_path / "tfqa"
+    shutil.copytree(export_dir / "1", base / "1")
+    grpc_port = free_port()
+    proc, url, line = start_serve(f"--port={grpc_port}", f"--rest_api_port={free_port()}", "--model_name=tfqa",
+                                  f"--model_base_path={base}", "--file_system_poll_wait_seconds=1",
+                                  command="model-server")
+    try:
+        assert "tfqa (version 1)" in line
+        assert grpc_predict(grpc_port, "tfqa") == expected_answer(**QA, word="first")
+        shutil.copytree(export_dir / "2", base / ".tmp-export-copy")  # half-written: never loaded
+        time.sleep(1.5)
+        assert requests.get(url, timeout=30).json()["model_version_status"][0]["version"] == "1"
+        (base / ".tmp-export-copy").rename(base / "2")
+        renamed, served = time.monotonic(), None
+        while time.monotonic() - renamed < 3 * 1 + 60:  # 3 polls + loading and warming a SavedModel up
+            status = requests.get(url, timeout=30).json()["model_version_status"]
+            if [s["version"] for s in status if s["state"] == "AVAILABLE"] == ["2"]:
+                served = time.monotonic() - renamed
+                break
+            time.sleep(0.2)
+        assert served is not None, status
+        answer = requests.post(url + ":predict", json={"instances": [QA]}, timeout=30).json()
+        assert answer["predictions"][0] == expected_answer(**QA, word="last") == grpc_predict(grpc_port, "tfqa")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
 def test_grpc_only_server_answers_and_stops_on_sigterm(export_dir):
     """--rest_api_port 0 (TF Serving's default): gRPC alone, until SIGTERM, exit 0."""
     import subprocess
