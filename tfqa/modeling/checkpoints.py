@@ -86,12 +86,12 @@ class _Values:
         self.__dict__.update({k: v for k, v in values.items() if isinstance(k, str)})
 
 
-def require_tf_classes() -> None:
+def require_tf_classes(instead: str = "pass --backend keras_hub") -> None:
     """Raises `TransformersVersionError` unless the installed transformers has the TF classes tfqa uses.
 
     Read from the package metadata, without importing transformers (4.x imports TensorFlow, 5.x prints
     that PyTorch is missing), so it is cheap enough to call before a run writes anything: one line that
-    says what to install or to pass instead, rather than an ImportError deep in a run.
+    says what to install or, `instead`, to do, rather than an ImportError deep in a run.
     """
     from importlib import metadata
 
@@ -104,7 +104,7 @@ def require_tf_classes() -> None:
     found = f"transformers {installed} is installed" if installed else "transformers is not installed"
     raise TransformersVersionError(
         f"the transformers backend needs transformers 4.46-4.54 (its TF model classes; {found}): "
-        f"pip install '{TF_CLASSES_PIN}', or pass --backend keras_hub")
+        f"pip install '{TF_CLASSES_PIN}', or {instead}")
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -126,7 +126,9 @@ def load_qa_model(name_or_path: str, flag: str = "--model_name_or_path", config_
     otherwise the hub client retries for about a minute before giving up.
     `flag` is the option that named the checkpoint, for the error message.
     """
-    require_tf_classes()
+    # A local folder (a transformers run, a TF checkpoint) can still be used beside transformers 5: converted.
+    require_tf_classes(f"convert it: python -m tfqa convert --model {name_or_path} --to keras_hub --output DIR"
+                       if os.path.isdir(name_or_path) else "pass --backend keras_hub")
     from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
 
     from tfqa.core.squad import host_reachable
