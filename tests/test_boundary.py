@@ -419,6 +419,25 @@ def test_training_file_without_questions_is_an_error(tmp_path, capsys):  # #8
     assert "{}" not in std
 
 
+def test_the_transformers_backend_beside_transformers_5_is_one_line_before_anything_is_written(
+        tmp_path, capsys, monkeypatch):
+    # The version is read from the package metadata (tests/test_transformers5.py runs the real transformers 5).
+    from importlib import metadata
+
+    from tfqa.apps.train import train_main
+
+    version = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "5.23.0" if name == "transformers" else version(name))
+    new, empty = tmp_path / "new", tmp_path / "empty"
+    empty.mkdir()
+    for out, backend in ((new, []), (empty, ["--backend", "transformers"])):  # the default, and by name
+        code = train_main([*TINY, "--output_dir", str(out), *backend])
+        assert_one_line(code, capsys.readouterr().err, "train_keras.py: error: the transformers backend needs "
+                        "transformers 4.46-4.54 (its TF model classes; transformers 5.23.0 is installed): "
+                        "pip install 'transformers>=4.46,<4.55', or pass --backend keras_hub")
+    assert not new.exists() and list(empty.iterdir()) == []
+
+
 @pytest.mark.slow  # ~75 s: the first epoch has to end first
 def test_ctrl_c_during_training_is_one_line_with_how_to_resume(tmp_path, tiny_train):  # #16
     out = tmp_path / "run"

@@ -147,7 +147,12 @@ class _Hinted(TfqaError):
 def _run(argv: list[str], state: dict) -> int:
     from tfqa.core.run_record import forget_empty_run
 
+    from tfqa.modeling.backend import backend_named
+
     config, args = parse_train_args(argv)
+    # Before the folder is made or claimed: the transformers backend beside transformers 5 (no TF classes)
+    # ends here in one line, with nothing written.
+    backend_named(config.backend).check()
     new_folder = not Path(config.output_dir).exists()
     try:
         with contextlib.ExitStack() as locks:  # the folder's lock, held until the run ends

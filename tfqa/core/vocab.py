@@ -59,16 +59,27 @@ def train_word_vocab(texts: Iterable[str], vocab_size: int = 8000, lowercase: bo
 
 
 def tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True, token_type_ids: bool = True):
-    """A `BertTokenizerFast` for a WordPiece `vocab.txt` (one token per line)."""
+    """A `BertTokenizerFast` for a WordPiece `vocab.txt` (one token per line).
+
+    Built around `rust_tokenizer_from_vocab`'s tokenizer (`tokenizer_object`), not from `vocab_file`:
+    transformers 5 no longer reads `vocab_file` (its `BertTokenizerFast` takes `vocab=`, and silently
+    builds a vocab of the five special tokens alone), and 4.x's own conversion builds the same
+    tokenizer JSON, so both versions give the same ids, offsets and saved `tokenizer.json`.
+    """
     from transformers import BertTokenizerFast
 
     names = ["input_ids", "token_type_ids", "attention_mask"] if token_type_ids else ["input_ids", "attention_mask"]
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lowercase, model_input_names=names)
+    # The last three: what 4.x's BertTokenizerFast(vocab_file=...) records in tokenizer_config.json, kept so
+    # that a saved run's files stay byte for byte what they were.
+    return BertTokenizerFast(tokenizer_object=rust_tokenizer_from_vocab(vocab_file, lowercase=lowercase),
+                             do_lower_case=lowercase, model_input_names=names, do_basic_tokenize=True, never_split=None,
+                             clean_up_tokenization_spaces=True)
 
 
 def rust_tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True):
     """A `tokenizers.Tokenizer` for a WordPiece `vocab.txt`, without transformers: the same pipeline
-    (BERT normalizer, pre-tokenizer, WordPiece, `[CLS] a [SEP] b [SEP]`) `BertTokenizerFast` builds."""
+    (BERT normalizer, pre-tokenizer, WordPiece, `[CLS] a [SEP] b [SEP]` with type ids 0/1) that
+    transformers 4.x's `BertTokenizerFast(vocab_file=...)` builds, JSON for JSON."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     tokenizer = Tokenizer(models.WordPiece.from_file(str(vocab_file), unk_token="[UNK]"))
@@ -76,8 +87,9 @@ def rust_tokenizer_from_vocab(vocab_file: str | Path, lowercase: bool = True):
                                                       strip_accents=None, lowercase=lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")),
-                                                         ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    special = [("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=special)
     return tokenizer
 
 

@@ -33,6 +33,10 @@ class Backend(Protocol):
 
     name: str
 
+    def check(self) -> None:
+        """Raises a `TfqaError` (one line: what to install or pass instead) when this Python cannot run the
+        backend, e.g. the transformers backend beside transformers 5; cheap: imports no model library."""
+
     def keras(self):
         """The Keras the models live in (tf-keras or Keras 3): training takes its optimizers and callbacks from it."""
 

@@ -20,7 +20,15 @@ class ModelLoadError(TfqaError, RuntimeError):
     """The checkpoint could not be loaded (offline, wrong path, unsupported files)."""
 
 
+class TransformersVersionError(ModelLoadError):
+    """The installed transformers has no usable TF model classes (the transformers backend cannot run)."""
+
+
 HUB_HOST = "huggingface.co"
+# The transformers releases whose TF classes tfqa runs on: 4.55+ cannot load PyTorch safetensors into TF
+# models ('builtins.safe_open' object is not iterable) and 5.x has no TF classes at all (DEVELOPERS.md).
+TF_CLASSES_VERSIONS = ((4, 46), (4, 55))  # [first, end)
+TF_CLASSES_PIN = "transformers>=4.46,<4.55"
 
 
 # Position-embedding tables that start after the padding index: RoBERTa's 514 rows hold 512 positions.
@@ -78,6 +86,35 @@ class _Values:
         self.__dict__.update({k: v for k, v in values.items() if isinstance(k, str)})
 
 
+def require_tf_classes(instead: str = "pass --backend keras_hub") -> None:
+    """Raises `TransformersVersionError` unless the installed transformers has the TF classes tfqa uses.
+
+    Read from the package metadata, without importing transformers (4.x imports TensorFlow, 5.x prints
+    that PyTorch is missing), so it is cheap enough to call before a run writes anything: one line that
+    says what to install or, `instead`, to do, rather than an ImportError deep in a run.
+    """
+    from importlib import metadata
+
+    try:
+        installed = metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        installed = None
+    if installed is not None and TF_CLASSES_VERSIONS[0] <= _major_minor(installed) < TF_CLASSES_VERSIONS[1]:
+        return
+    found = f"transformers {installed} is installed" if installed else "transformers is not installed"
+    raise TransformersVersionError(
+        f"the transformers backend needs transformers 4.46-4.54 (its TF model classes; {found}): "
+        f"pip install '{TF_CLASSES_PIN}', or {instead}")
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    """(4, 54) for "4.54.1", (5, 0) for "5.0.0rc1"; (0, 0) when unreadable (refused as too old)."""
+    import re
+
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
 def load_qa_model(name_or_path: str, flag: str = "--model_name_or_path", config_name: str = "",
                   tokenizer_name: str = ""):
     """(model, tokenizer) from a hub name or a local checkpoint directory.
@@ -89,6 +126,9 @@ def load_qa_model(name_or_path: str, flag: str = "--model_name_or_path", config_
     otherwise the hub client retries for about a minute before giving up.
     `flag` is the option that named the checkpoint, for the error message.
     """
+    # A local folder (a transformers run, a TF checkpoint) can still be used beside transformers 5: converted.
+    require_tf_classes(f"convert it: python -m tfqa convert --model {name_or_path} --to keras_hub --output DIR"
+                       if os.path.isdir(name_or_path) else "pass --backend keras_hub")
     from transformers import AutoConfig, AutoTokenizer, TFAutoModelForQuestionAnswering
 
     from tfqa.core.squad import host_reachable
@@ -150,6 +190,7 @@ def tiny_distilbert(vocab_size: int, max_position_embeddings: int, dim: int = 64
     look at the question. With 0.1 it leaves that plateau within ~250 steps
     (measured over 4 seeds, batch 32, lr 1e-3).
     """
+    require_tf_classes()
     import tensorflow as tf
     from transformers import DistilBertConfig, TFDistilBertForQuestionAnswering
 

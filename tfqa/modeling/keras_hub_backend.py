@@ -22,6 +22,17 @@ class KerasHubBackend:
 
     name = "keras_hub"
 
+    def check(self) -> None:
+        from importlib.util import find_spec
+
+        from tfqa.modeling.checkpoints import ModelLoadError
+
+        missing = [package for package, module in (("keras", "keras"), ("keras-hub", "keras_hub"))
+                   if find_spec(module) is None]
+        if missing:
+            raise ModelLoadError(f"the keras_hub backend needs {' and '.join(missing)}: "
+                                 "pip install keras-hub (it brings Keras 3), or pass --backend transformers")
+
     def keras(self):
         import keras
 

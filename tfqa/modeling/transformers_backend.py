@@ -16,6 +16,11 @@ class TransformersBackend:
 
     name = "transformers"
 
+    def check(self) -> None:
+        from tfqa.modeling.checkpoints import require_tf_classes
+
+        require_tf_classes()
+
     def keras(self):
         import tensorflow as tf
 

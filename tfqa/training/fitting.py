@@ -21,6 +21,9 @@ from tfqa.training.train_step import use_qa_train_step
 
 def make_optimizer(config: TrainConfig, total_steps: int):
     """AdamW: linear warmup over `warmup_steps` (else `warmup_ratio` of the steps), then linear decay to 0."""
+    from tfqa.modeling.checkpoints import require_tf_classes
+
+    require_tf_classes()  # transformers 5 has no TF `create_optimizer` either
     from transformers import create_optimizer
 
     optimizer, _ = create_optimizer(

@@ -133,7 +133,7 @@ SMOKE = Preset(
     build=_smoke_model,
     model_description="built from scratch (--preset smoke)",
     shared_files=(SMOKE_VOCAB,),
-    scratch_files=(SMOKE_VOCAB,),  # the run's tokenizer saves the same tokens as vocab.txt
+    scratch_files=(SMOKE_VOCAB,),  # the run's saved tokenizer holds the same tokens (tokenizer.json; 4.x: vocab.txt too)
 )
 PRESETS = {SMOKE.name: SMOKE}
 
