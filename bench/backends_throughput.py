@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from tfqa import use_backend  # noqa: E402
+
+use_backend("transformers")  # tf.keras = tf-keras, before TensorFlow loads (tfqa.core.keras_choice)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -18,7 +18,9 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from tfqa import use_backend  # noqa: E402
+
+use_backend("transformers")  # tf.keras = tf-keras, before TensorFlow loads (tfqa.core.keras_choice)
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Flags of /proc/cpuinfo that give bf16/fp16 matrix arithmetic in hardware.

@@ -29,7 +29,9 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from tfqa import use_backend  # noqa: E402
+
+use_backend("transformers")  # tf.keras = tf-keras, before TensorFlow loads (tfqa.core.keras_choice)
 
 from bench.common import ROOT, squad_file  # noqa: E402
 from bench.serving_load import export_minilm, load_clients, progress, run_clients  # noqa: E402

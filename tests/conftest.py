@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from tfqa import use_backend
+from tfqa.core.keras_choice import LEGACY_KERAS_VARIABLE
+
+# The suite runs both backends in this process: tf.keras must be tf-keras for the transformers one (keras_hub
+# uses `import keras`, Keras 3 either way). Once TensorFlow has bound it (pytest_configure), the variable is
+# dropped again unless the shell set it, so the commands tests start see what a user's shell has: nothing,
+# and the entry points must choose themselves.
+_SHELL_CHOSE_KERAS = LEGACY_KERAS_VARIABLE in os.environ
+use_backend("transformers")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -24,6 +32,9 @@ def pytest_configure(config):
 
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    assert tf.keras.layers.Layer.__module__.startswith("tf_keras")  # binds tf.keras, now and for the session
+    if not _SHELL_CHOSE_KERAS:
+        os.environ.pop(LEGACY_KERAS_VARIABLE)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,5 @@
 """Tests for tfqa.core.squad: SQuAD files (plain/.gz), validation messages, misaligned policies, TFDS."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 import copy
 import gzip
 import json

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import ROOT
@@ -49,6 +50,14 @@ def python5(tmp_path_factory):
                                "print(v('transformers'), v('tokenizers'))"],
                               capture_output=True, text=True, check=True).stdout.split()
     assert versions == ["5.23.0", "0.23.3"], versions
+    # The keras_hub backend needs no tf-keras at run time: this venv's own site-packages (searched before the
+    # shared ones) makes any import of it fail, so a keras_hub run that touched tf-keras would fail here.
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    hidden = Path(site) / "tf_keras"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ImportError('tf-keras is hidden in this venv "
+                                        "(tests/test_transformers5.py)')\n")
     return python
 
 

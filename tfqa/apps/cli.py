@@ -510,7 +510,22 @@ def main(argv: list[str] | None = None) -> int:
         return run_model_server(argv[1:], f"{_prog()} model-server")
     quiet_startup(verbose="--verbose" in argv)  # before anything imports TensorFlow
     args = build_parser().parse_args(argv)
-    return guarded("tfqa", lambda: args.func(args))
+    return guarded("tfqa", lambda: _use_backend_of(args) or args.func(args))
+
+
+def _use_backend_of(args) -> None:
+    """Readies the process for the backend of the run folder a command loads, before the command imports
+    TensorFlow (which Keras `tf.keras` is: `tfqa.core.keras_choice`). Exports need none: they are SavedModels."""
+    from tfqa.core.run_dir import saved_model_backend
+    from tfqa.modeling.backend import backend_named
+
+    model = getattr(args, "model", None)
+    if args.func is cmd_convert:
+        backend = "transformers"  # it reads the transformers run it converts (the keras_hub side is Keras 3 anyway)
+    else:
+        backend = saved_model_backend(model) if model is not None else None
+    if backend is not None:
+        backend_named(backend).use()
 
 
 if __name__ == "__main__":

@@ -150,9 +150,9 @@ def _run(argv: list[str], state: dict) -> int:
     from tfqa.modeling.backend import backend_named
 
     config, args = parse_train_args(argv)
-    # Before the folder is made or claimed: the transformers backend beside transformers 5 (no TF classes)
-    # ends here in one line, with nothing written.
-    backend_named(config.backend).check()
+    # Before the folder is made or claimed and before TensorFlow is imported: the Keras the backend needs is
+    # chosen here, and the transformers backend beside transformers 5 (no TF classes) ends in one line.
+    backend_named(config.backend).use()
     new_folder = not Path(config.output_dir).exists()
     try:
         with contextlib.ExitStack() as locks:  # the folder's lock, held until the run ends

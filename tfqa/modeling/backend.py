@@ -33,9 +33,11 @@ class Backend(Protocol):
 
     name: str
 
-    def check(self) -> None:
-        """Raises a `TfqaError` (one line: what to install or pass instead) when this Python cannot run the
-        backend, e.g. the transformers backend beside transformers 5; cheap: imports no model library."""
+    def use(self) -> None:
+        """Readies this process for the backend (the Keras it needs, `tfqa.core.keras_choice`), or raises a
+        `TfqaError` (one line: what to install or pass instead) when it cannot run it: the transformers backend
+        beside transformers 5, or where `tf.keras` is already Keras 3. Cheap: imports no model library; entry
+        points call it before anything imports TensorFlow."""
 
     def keras(self):
         """The Keras the models live in (tf-keras or Keras 3): training takes its optimizers and callbacks from it."""
@@ -78,8 +80,9 @@ def load_model(name_or_path: str, flag: str = "--model", backend: str | None = N
     (`tfqa.core.run_dir.saved_model_backend`), else transformers (hub names, Hugging Face checkpoints)."""
     from tfqa.core.run_dir import saved_model_backend
 
-    chosen = backend or saved_model_backend(name_or_path) or "transformers"
-    return backend_named(chosen).load(name_or_path, flag=flag)
+    chosen = backend_named(backend or saved_model_backend(name_or_path) or "transformers")
+    chosen.use()
+    return chosen.load(name_or_path, flag=flag)
 
 
 def is_keras3(model) -> bool:

@@ -22,7 +22,8 @@ class KerasHubBackend:
 
     name = "keras_hub"
 
-    def check(self) -> None:
+    def use(self) -> None:
+        # Keras 3 is `import keras` whatever tf.keras is: nothing to choose, only to find.
         from importlib.util import find_spec
 
         from tfqa.modeling.checkpoints import ModelLoadError

@@ -16,15 +16,17 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def check(self) -> None:
+    def use(self) -> None:
+        from tfqa.core.keras_choice import use_tf_keras
         from tfqa.modeling.checkpoints import require_tf_classes
 
         require_tf_classes()
+        use_tf_keras("the transformers backend")
 
     def keras(self):
         import tensorflow as tf
 
-        return tf.keras  # tf-keras: tfqa/__init__.py set TF_USE_LEGACY_KERAS before TensorFlow was imported
+        return tf.keras  # tf-keras: `use` asked TensorFlow for it before anything imported it
 
     def load(self, name_or_path: str, flag: str = "--model_name_or_path", config_name: str = "",
              tokenizer_name: str = ""):

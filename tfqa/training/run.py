@@ -97,6 +97,8 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
     per-epoch history under "epochs" and the export's path under "export".
     Progress and notes go to `reporter`; `verbose` is Keras' fit verbosity.
     """
+    # The Python API's entry: a transformers run in a process whose tf.keras is Keras 3 ends in one line here.
+    backend_named(config.backend).use()
     strategy = strategy or make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs that
     backup = Path(config.output_dir) / BACKUP_DIR  # every worker's: tf-keras restores them all from backup/chief
     with worker_outputs(config, strategy) as config:  # non-chief workers write into a temporary folder
