@@ -244,30 +244,30 @@ def test_train_and_evaluate_refuses_a_teacher_with_another_vocab(smoke_teacher, 
 # --- the keras_hub backend (Keras 3): tfqa.training.keras3_distill ---------------------------------------------------
 
 
-def _keras_hub_pair(vocab_size, positions, **teacher_settings):
-    """(student, teacher): two tiny keras-hub QA models of different widths and seeds."""
-    from tfqa.modeling.keras_hub_qa import tiny_distilbert
-
-    teacher = tiny_distilbert(vocab_size, positions, dim=32, n_layers=1, n_heads=2, seed=1, **teacher_settings)
-    student = tiny_distilbert(vocab_size, positions, dim=16, n_layers=1, n_heads=2, seed=0)
-    return student, teacher
-
-
 def test_keras_hub_distillation_loss_is_the_transformers_paths_loss_and_trains_the_student_only(wordpiece_tokenizer):
     import keras
+    import keras_hub
 
     from helpers import tiny_examples
     from tfqa import prepare_features
+    from tfqa.modeling.keras_hub_qa import qa_model, tiny_distilbert
+    from tfqa.modeling.pipeline import input_names
     from tfqa.training.distill_loss import distillation_losses
     from tfqa.training.keras3_distill import Keras3DistillationModel
 
     features = prepare_features(tiny_examples(), wordpiece_tokenizer, max_seq_length=32, doc_stride=8,
                                 max_query_length=12)
-    x = {k: features.model_inputs()[k][:6].astype(np.int32) for k in ("input_ids", "attention_mask")}
+    x = {k: features.model_inputs()[k][:6].astype(np.int32) for k in ("input_ids", "attention_mask", "token_type_ids")}
     x["attention_mask"][0, -3:] = 0  # padding in one window: masked out of both soft softmaxes
     y = {"start_positions": features.start_positions[:6], "end_positions": features.end_positions[:6]}
-    student, teacher = _keras_hub_pair(len(wordpiece_tokenizer), 32)
+    # A BERT teacher (segment embeddings: it takes token_type_ids) and a DistilBERT student (it does not).
+    keras.utils.set_random_seed(1)
+    teacher = qa_model(keras_hub.models.BertBackbone(vocabulary_size=len(wordpiece_tokenizer), num_layers=1,
+                                                     num_heads=2, hidden_dim=32, intermediate_dim=64,
+                                                     max_sequence_length=32), seed=1)
+    student = tiny_distilbert(len(wordpiece_tokenizer), 32, dim=16, n_layers=1, n_heads=2, seed=0)
     model = Keras3DistillationModel(student, teacher, alpha=0.7, temperature=3.0)
+    assert input_names(model) == {"input_ids", "attention_mask", "token_type_ids"}  # what the datasets carry
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     logs = model.evaluate(x, y, batch_size=6, verbose=0, return_dict=True)
 
@@ -275,8 +275,8 @@ def test_keras_hub_distillation_loss_is_the_transformers_paths_loss_and_trains_t
         return out["start_logits"], out["end_logits"]
 
     # The function the tf-keras DistillationModel's step computes, on these models' own logits.
-    expected = distillation_losses(pair(student(x)), pair(teacher(x)), (y["start_positions"], y["end_positions"]),
-                                   x["attention_mask"], 0.7, 3.0)
+    expected = distillation_losses(pair(student({k: x[k] for k in ("input_ids", "attention_mask")})), pair(teacher(x)),
+                                   (y["start_positions"], y["end_positions"]), x["attention_mask"], 0.7, 3.0)
     for logged, key in (("loss", "loss"), ("soft_loss", "soft"), ("hard_loss", "hard")):
         np.testing.assert_allclose(logs[logged], float(np.mean(expected[key])), rtol=1e-5)
     assert model.predict(x, verbose=0)["start_logits"].shape == (6, 32)  # the student's
@@ -304,7 +304,8 @@ def test_train_and_evaluate_on_keras_hub_distils_from_a_keras_hub_run_and_saves_
     out.mkdir()
     texts = [t for e in load_squad(train) for t in (e.context, e.question)]
     vocab = out / "smoke_vocab.txt"  # the smoke student's vocab, which the teacher shares
-    write_vocab(sorted(train_word_vocab(texts, 2000).vocab, key=train_word_vocab(texts, 2000).vocab.get), vocab)
+    words = train_word_vocab(texts, 2000).vocab
+    write_vocab(sorted(words, key=words.get), vocab)
     tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
     teacher_dir = tmp_path / "teacher"  # a keras_hub run's model folder: model.keras + the tokenizer
     KERAS_HUB.save(tiny_distilbert(len(tokenizer), 64, seed=5), tokenizer, teacher_dir)
@@ -332,6 +333,28 @@ def test_train_and_evaluate_on_keras_hub_distils_from_a_keras_hub_run_and_saves_
     student, _ = load_model(str(out))
     assert backend_of(student).name == "keras_hub" and len(student.weights) == len(saved_teacher)
     assert any(not np.allclose(a.numpy(), b) for a, b in zip(student.weights, saved_teacher))
+
+
+def test_a_pytorch_checkpoint_teaches_a_keras_hub_student_through_keras_hub(tmp_path, wordpiece_tokenizer):
+    from safetensors.numpy import save_file
+
+    from helpers import distilbert_pytorch_tensors
+    from tfqa.modeling.backend import backend_of
+    from tfqa.modeling.keras_hub_qa import tiny_distilbert
+    from tfqa.training.distill import load_teacher, teacher_problem
+
+    vocab = len(wordpiece_tokenizer)
+    checkpoint = tmp_path / "distilbert_qa"  # a Hugging Face checkpoint saved by PyTorch: config.json + safetensors
+    checkpoint.mkdir()
+    source = tiny_distilbert(vocab, 16, dim=16, n_layers=1, n_heads=2)
+    save_file(distilbert_pytorch_tensors(source), str(checkpoint / "model.safetensors"))
+    (checkpoint / "config.json").write_text(json.dumps(
+        {"model_type": "distilbert", "vocab_size": vocab, "n_layers": 1, "n_heads": 2, "dim": 16, "hidden_dim": 32,
+         "dropout": 0.0, "max_position_embeddings": 16, "activation": "gelu"}))
+    wordpiece_tokenizer.save_pretrained(str(checkpoint))
+    assert teacher_problem(str(checkpoint), "keras_hub") == ""
+    teacher = load_teacher(str(checkpoint), wordpiece_tokenizer, backend="keras_hub")
+    assert backend_of(teacher).name == "keras_hub" and not teacher.trainable_weights
 
 
 def test_keras_hub_accepts_a_teacher_and_still_refuses_accumulation_with_one(tmp_path):
