@@ -36,7 +36,8 @@ import tensorflow as tf  # noqa: E402
 
 from tfqa.core.config import TrainConfig  # noqa: E402
 from tfqa.core.squad import parse_squad_json  # noqa: E402
-from tfqa.training.distill import DistillationModel, soft_cross_entropy  # noqa: E402
+from tfqa.training.distill import DistillationModel  # noqa: E402
+from tfqa.training.distill_loss import soft_cross_entropy  # noqa: E402
 from tfqa.core.features import prepare_features  # noqa: E402
 from tfqa.core.metrics import squad_metrics  # noqa: E402
 from tfqa.modeling.checkpoints import tiny_distilbert  # noqa: E402

@@ -90,3 +90,35 @@ def python_answers(model, tokenizer, examples, config):
                               n_best_size=config.n_best_size, max_answer_length=config.max_answer_length,
                               version_2_with_negative=config.version_2_with_negative,
                               null_score_diff_threshold=config.decoding.null_threshold)
+
+
+def distilbert_pytorch_tensors(model) -> dict:
+    """The Hugging Face (PyTorch) tensors of a tiny keras-hub DistilBERT QA model: just what its converter reads."""
+    import numpy as np
+
+    layer = model.get_layer("transformer_layer_0")
+    embedding = model.get_layer("token_and_position_embedding")
+    attention, norm = layer._self_attention_layer, model.get_layer("embeddings_layer_norm")
+    prefix = "distilbert.transformer.layer.0."
+    tensors = {
+        "distilbert.embeddings.word_embeddings.weight": embedding.token_embedding.embeddings,
+        "distilbert.embeddings.position_embeddings.weight": embedding.position_embedding.position_embeddings,
+        "distilbert.embeddings.LayerNorm.weight": norm.gamma, "distilbert.embeddings.LayerNorm.bias": norm.beta,
+        prefix + "sa_layer_norm.weight": layer._self_attention_layer_norm.gamma,
+        prefix + "sa_layer_norm.bias": layer._self_attention_layer_norm.beta,
+        prefix + "output_layer_norm.weight": layer._feedforward_layer_norm.gamma,
+        prefix + "output_layer_norm.bias": layer._feedforward_layer_norm.beta,
+        prefix + "ffn.lin1.weight": np.transpose(layer._feedforward_intermediate_dense.kernel),
+        prefix + "ffn.lin1.bias": layer._feedforward_intermediate_dense.bias,
+        prefix + "ffn.lin2.weight": np.transpose(layer._feedforward_output_dense.kernel),
+        prefix + "ffn.lin2.bias": layer._feedforward_output_dense.bias,
+    }
+    hidden = attention.query_dense.kernel.shape[0]
+    for hf, dense in (("q_lin", attention.query_dense), ("k_lin", attention.key_dense),
+                      ("v_lin", attention.value_dense)):
+        tensors[f"{prefix}attention.{hf}.weight"] = np.reshape(np.asarray(dense.kernel), (hidden, -1)).T
+        tensors[f"{prefix}attention.{hf}.bias"] = np.reshape(np.asarray(dense.bias), (-1,))
+    tensors[f"{prefix}attention.out_lin.weight"] = np.reshape(np.asarray(attention.output_dense.kernel),
+                                                              (-1, hidden)).T
+    tensors[f"{prefix}attention.out_lin.bias"] = attention.output_dense.bias
+    return {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in tensors.items()}

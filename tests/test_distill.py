@@ -1,4 +1,4 @@
-"""Distillation (`--teacher_model`, tfqa.training.distill): the loss by hand, the checks, and a teacher → student run."""
+"""Distillation (`--teacher_model`) on both backends: the loss by hand, the checks, teacher → student runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _np_log_softmax(z):
 
 
 def test_loss_matches_a_hand_computed_value():
-    from tfqa.training.distill import distillation_losses
+    from tfqa.training.distill_loss import distillation_losses
 
     rng = np.random.default_rng(0)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)  # window 0: two padding positions
@@ -239,3 +239,157 @@ def test_train_and_evaluate_refuses_a_teacher_with_another_vocab(smoke_teacher, 
                          teacher_model=str(smoke_teacher["path"]))
     with pytest.raises(TeacherError, match="its tokenizer does not match the student's"):
         train_and_evaluate(config)
+
+
+# --- the keras_hub backend (Keras 3): tfqa.training.keras3_distill ---------------------------------------------------
+
+
+def test_keras_hub_distillation_loss_is_the_transformers_paths_loss_and_trains_the_student_only(wordpiece_tokenizer):
+    import keras
+    import keras_hub
+
+    from helpers import tiny_examples
+    from tfqa import prepare_features
+    from tfqa.modeling.keras_hub_qa import qa_model, tiny_distilbert
+    from tfqa.modeling.pipeline import input_names
+    from tfqa.training.distill_loss import distillation_losses
+    from tfqa.training.keras3_distill import Keras3DistillationModel
+
+    features = prepare_features(tiny_examples(), wordpiece_tokenizer, max_seq_length=32, doc_stride=8,
+                                max_query_length=12)
+    x = {k: features.model_inputs()[k][:6].astype(np.int32) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    x["attention_mask"][0, -3:] = 0  # padding in one window: masked out of both soft softmaxes
+    y = {"start_positions": features.start_positions[:6], "end_positions": features.end_positions[:6]}
+    # A BERT teacher (segment embeddings: it takes token_type_ids) and a DistilBERT student (it does not).
+    keras.utils.set_random_seed(1)
+    teacher = qa_model(keras_hub.models.BertBackbone(vocabulary_size=len(wordpiece_tokenizer), num_layers=1,
+                                                     num_heads=2, hidden_dim=32, intermediate_dim=64,
+                                                     max_sequence_length=32), seed=1)
+    student = tiny_distilbert(len(wordpiece_tokenizer), 32, dim=16, n_layers=1, n_heads=2, seed=0)
+    model = Keras3DistillationModel(student, teacher, alpha=0.7, temperature=3.0)
+    assert input_names(model) == {"input_ids", "attention_mask", "token_type_ids"}  # what the datasets carry
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    logs = model.evaluate(x, y, batch_size=6, verbose=0, return_dict=True)
+
+    def pair(out):
+        return out["start_logits"], out["end_logits"]
+
+    # The function the tf-keras DistillationModel's step computes, on these models' own logits.
+    expected = distillation_losses(pair(student({k: x[k] for k in ("input_ids", "attention_mask")})), pair(teacher(x)),
+                                   (y["start_positions"], y["end_positions"]), x["attention_mask"], 0.7, 3.0)
+    for logged, key in (("loss", "loss"), ("soft_loss", "soft"), ("hard_loss", "hard")):
+        np.testing.assert_allclose(logs[logged], float(np.mean(expected[key])), rtol=1e-5)
+    assert model.predict(x, verbose=0)["start_logits"].shape == (6, 32)  # the student's
+    teacher_before = [w.numpy() for w in teacher.weights]
+    student_before = [w.numpy() for w in student.weights]
+    model.fit(x, y, batch_size=6, epochs=2, verbose=0, shuffle=False)
+    assert not teacher.trainable_weights and len(model.trainable_weights) == len(student.trainable_weights) > 0
+    for before, after in zip(teacher_before, teacher.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(student_before, student.weights))
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_on_keras_hub_distils_from_a_keras_hub_run_and_saves_the_student(tmp_path, monkeypatch):
+    from tfqa.core.squad import load_squad
+    from tfqa.core.vocab import tokenizer_from_vocab, train_word_vocab, write_vocab
+    from tfqa.modeling.backend import backend_of, load_model
+    from tfqa.modeling.keras_hub_backend import KERAS_HUB
+    from tfqa.modeling.keras_hub_qa import tiny_distilbert
+    from tfqa.training import distill
+    from tfqa.training.run import train_and_evaluate
+
+    train, dev = _tiny_files(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    texts = [t for e in load_squad(train) for t in (e.context, e.question)]
+    vocab = out / "smoke_vocab.txt"  # the smoke student's vocab, which the teacher shares
+    words = train_word_vocab(texts, 2000).vocab
+    write_vocab(sorted(words, key=words.get), vocab)
+    tokenizer = tokenizer_from_vocab(vocab, token_type_ids=False)
+    teacher_dir = tmp_path / "teacher"  # a keras_hub run's model folder: model.keras + the tokenizer
+    KERAS_HUB.save(tiny_distilbert(len(tokenizer), 64, seed=5), tokenizer, teacher_dir)
+    saved_teacher = [w.numpy() for w in load_model(str(teacher_dir))[0].weights]
+    loaded = []
+    load_teacher = distill.load_teacher
+    monkeypatch.setattr(distill, "load_teacher", lambda *a, **k: loaded.append(load_teacher(*a, **k)) or loaded[-1])
+
+    config = TrainConfig(train_file=train, predict_file=dev, output_dir=str(out), preset="smoke", seed=3,
+                         backend="keras_hub", version_2_with_negative=True, max_seq_length=64, doc_stride=24,
+                         max_query_length=16, per_replica_batch_size=8, learning_rate=1e-3, num_train_epochs=1,
+                         export_dir="none", teacher_model=str(teacher_dir), distill_alpha=0.7,
+                         distill_temperature=3.0)
+    results = train_and_evaluate(config)
+    assert "f1" in results and len(results["epochs"]) == 1
+    history = json.loads((out / "history.json").read_text())
+    assert history["epochs"][0]["step_losses"] and all(np.isfinite(history["epochs"][0]["step_losses"]))
+    (teacher,) = loaded
+    assert backend_of(teacher).name == "keras_hub"
+    for before, after in zip(saved_teacher, teacher.weights, strict=True):  # frozen through fit
+        np.testing.assert_array_equal(before, after.numpy())
+    # The run is a plain keras_hub run of the student alone, which trained away from its teacher's weights
+    # (the smoke student shares the teacher's architecture).
+    assert (out / "model.keras").is_file() and not (out / "tf_model.h5").exists()
+    student, _ = load_model(str(out))
+    assert backend_of(student).name == "keras_hub" and len(student.weights) == len(saved_teacher)
+    assert any(not np.allclose(a.numpy(), b) for a, b in zip(student.weights, saved_teacher))
+
+
+def test_a_pytorch_checkpoint_teaches_a_keras_hub_student_through_keras_hub(tmp_path, wordpiece_tokenizer):
+    from safetensors.numpy import save_file
+
+    from helpers import distilbert_pytorch_tensors
+    from tfqa.modeling.backend import backend_of
+    from tfqa.modeling.keras_hub_qa import tiny_distilbert
+    from tfqa.training.distill import load_teacher, teacher_problem
+
+    vocab = len(wordpiece_tokenizer)
+    checkpoint = tmp_path / "distilbert_qa"  # a Hugging Face checkpoint saved by PyTorch: config.json + safetensors
+    checkpoint.mkdir()
+    source = tiny_distilbert(vocab, 16, dim=16, n_layers=1, n_heads=2)
+    save_file(distilbert_pytorch_tensors(source), str(checkpoint / "model.safetensors"))
+    (checkpoint / "config.json").write_text(json.dumps(
+        {"model_type": "distilbert", "vocab_size": vocab, "n_layers": 1, "n_heads": 2, "dim": 16, "hidden_dim": 32,
+         "dropout": 0.0, "max_position_embeddings": 16, "activation": "gelu"}))
+    wordpiece_tokenizer.save_pretrained(str(checkpoint))
+    assert teacher_problem(str(checkpoint), "keras_hub") == ""
+    teacher = load_teacher(str(checkpoint), wordpiece_tokenizer, backend="keras_hub")
+    assert backend_of(teacher).name == "keras_hub" and not teacher.trainable_weights
+
+
+def test_keras_hub_accepts_a_teacher_and_still_refuses_accumulation_with_one(tmp_path):
+    config = TrainConfig(train_file="squad/v1.1:train", predict_file="squad/v1.1:validation", backend="keras_hub",
+                         teacher_model=str(tmp_path))
+    assert config.validate() == []
+    assert config.replace(gradient_accumulation_steps=2).validate() == [
+        "--gradient_accumulation_steps cannot be combined with --teacher_model"]
+
+
+def test_a_teacher_of_the_other_keras_is_refused_in_one_line_before_the_run_starts(tmp_path):
+    from tfqa.modeling.checkpoints import tiny_distilbert
+    from tfqa.training.distill import TeacherError, teacher_problem
+    from tfqa.training.run import train_and_evaluate
+
+    keras3_run = tmp_path / "keras_hub_run"
+    keras3_run.mkdir()
+    (keras3_run / "model.keras").write_bytes(b"")  # the file names decide: nothing is loaded to refuse
+    tf_keras_run = tmp_path / "transformers_run"
+    tiny_distilbert(50, 16, dim=16, n_layers=1, n_heads=2).save_pretrained(str(tf_keras_run))
+    assert teacher_problem(str(keras3_run), "keras_hub") == teacher_problem(str(tf_keras_run), "transformers") == ""
+    refusals = {
+        (keras3_run, "transformers"): f"--teacher_model {keras3_run}: a keras_hub run (model.keras, Keras 3) cannot "
+                                      "teach a --backend transformers (tf-keras) student; pass --backend keras_hub",
+        (tf_keras_run, "keras_hub"): f"--teacher_model {tf_keras_run}: a transformers model (tf_model.h5, tf-keras) "
+                                     "cannot teach a --backend keras_hub (Keras 3) student; convert it: python -m "
+                                     f"tfqa convert --model {tf_keras_run} --to keras_hub --output DIR, then pass "
+                                     "--teacher_model DIR",
+    }
+    for (teacher, backend), message in refusals.items():
+        assert teacher_problem(str(teacher), backend) == message
+        out = tmp_path / f"run_{backend}"
+        config = TrainConfig(train_file="missing.json", output_dir=str(out), backend=backend,
+                             teacher_model=str(teacher), preset="smoke")
+        with pytest.raises(TeacherError) as refused:
+            train_and_evaluate(config)
+        assert str(refused.value) == message and refused.value.exit_status == 2
+        assert not out.exists()  # refused before the data loads and anything is written

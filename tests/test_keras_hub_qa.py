@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import squad_path, tiny_examples
+from helpers import distilbert_pytorch_tensors, squad_path, tiny_examples
 
 keras = pytest.importorskip("keras")
 keras_hub = pytest.importorskip("keras_hub")
@@ -87,7 +87,7 @@ def test_qa_outputs_of_a_question_answering_checkpoint_become_the_head(tmp_path)
     backbone_dir.mkdir()
     # A DistilBertForQuestionAnswering-style PyTorch checkpoint: the backbone tensors under `distilbert.`, plus
     # qa_outputs as a PyTorch Linear ([out, in]).
-    tensors = _distilbert_tensors(source)
+    tensors = distilbert_pytorch_tensors(source)
     rng = np.random.default_rng(0)
     weight, bias = rng.normal(size=(2, 16)).astype(np.float32), np.array([0.5, -0.5], np.float32)
     save_file({**tensors, "qa_outputs.weight": weight, "qa_outputs.bias": bias}, str(backbone_dir / "model.safetensors"))
@@ -101,36 +101,6 @@ def test_qa_outputs_of_a_question_answering_checkpoint_become_the_head(tmp_path)
     inputs = {"input_ids": rng.integers(1, 40, (2, 16)).astype(np.int32), "attention_mask": np.ones((2, 16), np.int32)}
     keras_hub_qa.set_qa_head(source, weight.T, bias)
     np.testing.assert_allclose(_logits(loaded, inputs), _logits(source, inputs), atol=1e-5)
-
-
-def _distilbert_tensors(model) -> dict:
-    """The Hugging Face (PyTorch) tensors of a tiny keras-hub DistilBERT QA model: just what its converter reads."""
-    layer = model.get_layer("transformer_layer_0")
-    embedding = model.get_layer("token_and_position_embedding")
-    attention, norm = layer._self_attention_layer, model.get_layer("embeddings_layer_norm")
-    prefix = "distilbert.transformer.layer.0."
-    tensors = {
-        "distilbert.embeddings.word_embeddings.weight": embedding.token_embedding.embeddings,
-        "distilbert.embeddings.position_embeddings.weight": embedding.position_embedding.position_embeddings,
-        "distilbert.embeddings.LayerNorm.weight": norm.gamma, "distilbert.embeddings.LayerNorm.bias": norm.beta,
-        prefix + "sa_layer_norm.weight": layer._self_attention_layer_norm.gamma,
-        prefix + "sa_layer_norm.bias": layer._self_attention_layer_norm.beta,
-        prefix + "output_layer_norm.weight": layer._feedforward_layer_norm.gamma,
-        prefix + "output_layer_norm.bias": layer._feedforward_layer_norm.beta,
-        prefix + "ffn.lin1.weight": np.transpose(layer._feedforward_intermediate_dense.kernel),
-        prefix + "ffn.lin1.bias": layer._feedforward_intermediate_dense.bias,
-        prefix + "ffn.lin2.weight": np.transpose(layer._feedforward_output_dense.kernel),
-        prefix + "ffn.lin2.bias": layer._feedforward_output_dense.bias,
-    }
-    hidden = attention.query_dense.kernel.shape[0]
-    for hf, dense in (("q_lin", attention.query_dense), ("k_lin", attention.key_dense),
-                      ("v_lin", attention.value_dense)):
-        tensors[f"{prefix}attention.{hf}.weight"] = np.reshape(np.asarray(dense.kernel), (hidden, -1)).T
-        tensors[f"{prefix}attention.{hf}.bias"] = np.reshape(np.asarray(dense.bias), (-1,))
-    tensors[f"{prefix}attention.out_lin.weight"] = np.reshape(np.asarray(attention.output_dense.kernel),
-                                                              (-1, hidden)).T
-    tensors[f"{prefix}attention.out_lin.bias"] = attention.output_dense.bias
-    return {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in tensors.items()}
 
 
 def _tiny_bert_exact_gelu():

@@ -319,9 +319,6 @@ class TrainConfig(ComposedSettings):
             problems.append(f"--teacher_model {self.teacher_model}: no such directory")
         if not 0 < self.adam_epsilon < 1:
             problems.append(f"--adam_epsilon must be in (0, 1) (got {self.adam_epsilon})")
-        if self.teacher_model and self.backend != "transformers":
-            problems.append(f"--teacher_model: distillation runs on the transformers backend only, not --backend "
-                            f"{self.backend}")
         if self.gradient_accumulation_steps > 1 and self.teacher_model:
             problems.append("--gradient_accumulation_steps cannot be combined with --teacher_model")
         if self.data_dir and not Path(self.data_dir).is_dir():

@@ -1,37 +1,30 @@
 """Knowledge distillation during fine-tuning (`--teacher_model`): a fine-tuned teacher guides the student.
 
-As in DistilBERT's best SQuAD v1.1 result, the student learns from the hard
-labels and from a fine-tuned QA teacher's start/end distributions at once:
-
-    loss = α · T² · (CE_T(teacher_start, student_start) + CE_T(teacher_end, student_end)) / 2
-           + (1 − α) · (CE(start_positions, student_start) + CE(end_positions, student_end)) / 2
-
-where CE_T is the cross-entropy between softmax(teacher / T) and
-softmax(student / T) over the window's real tokens (padding, attention_mask 0,
-is masked out of both softmaxes), and the hard term is tfqa's QA loss per window
-(`tfqa.training.loss.qa_window_losses`, what plain training averages).
-Everything is computed in float32 (also under mixed precision). T² keeps the
-soft term's gradients on the scale of the hard one's (Hinton et al.).
-
-The teacher's logits are computed on the fly: `DistillationModel` holds the
-student and the frozen teacher, and its `train_step` runs both, so it trains
-with `tfqa.training.fitting.fit` under any strategy like a plain model. Predicting with
-it (the per-epoch evaluation) runs the student only, and `save_pretrained`
-saves the student only.
+The student learns from the hard labels and from the teacher's start/end
+distributions at once (the loss: `tfqa.training.distill_loss`). The teacher's
+logits are computed on the fly: `DistillationModel` holds the student and the
+frozen teacher, and its `train_step` runs both, so it trains with
+`tfqa.training.fitting.fit` under any strategy like a plain model. Predicting
+with it (the per-epoch evaluation) runs the student only, and
+`save_pretrained` saves the student only. That wrapper is tf-keras (the
+transformers backend); a keras_hub student trains in its Keras 3 sibling,
+`tfqa.training.keras3_distill.Keras3DistillationModel`, on the same losses.
+Teacher and student are always of one Keras: a teacher of the other backend
+is refused (`teacher_problem`), saying how to convert it.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import tensorflow as tf
 
-from tfqa.modeling.pipeline import LABELS
+from tfqa.core.run_dir import KERAS_MODEL_FILE, saved_model_backend
 from tfqa.training.callbacks import TrainingError
-from tfqa.training.loss import qa_window_losses
+from tfqa.training.distill_loss import batch_losses, check_weights, model_inputs
 from tfqa.training.train_step import for_replicas, qa_logits
 
-MASKED = -1e9  # the logit given to padding: exp(MASKED / T − max) is exactly 0 in float32
 PROBE = ("Who painted the front door of the old mill in 1884? "
          "Talvek painted it teal, then moved to Oslo; the café's bread costs €3.50.")
 
@@ -40,34 +33,6 @@ class TeacherError(TrainingError):
     """The teacher cannot be used (it does not load, or its tokenizer does not match the student's): bad input."""
 
     exit_status = 2
-
-
-def _masked(logits, attention_mask, temperature):
-    logits = tf.cast(logits, tf.float32) / tf.cast(temperature, tf.float32)
-    if attention_mask is None:
-        return logits
-    return tf.where(tf.cast(attention_mask, tf.bool), logits, tf.constant(MASKED, tf.float32))
-
-
-def soft_cross_entropy(student_logits, teacher_logits, attention_mask, temperature):
-    """Per window: −Σ softmax(teacher / T) · log softmax(student / T) over the unmasked positions ([batch])."""
-    teacher = tf.nn.softmax(_masked(teacher_logits, attention_mask, temperature), axis=-1)
-    student = tf.nn.log_softmax(_masked(student_logits, attention_mask, temperature), axis=-1)
-    return -tf.reduce_sum(teacher * student, axis=-1)
-
-
-def distillation_losses(student, teacher, labels, attention_mask, alpha: float, temperature: float) -> dict:
-    """Per-window losses: {"loss", "soft", "hard"}; `student`/`teacher` are (start_logits, end_logits) pairs.
-
-    "soft" is T² × the mean of the start and end soft cross-entropies; "loss" is
-    α · soft + (1 − α) · hard.
-    """
-    t2 = tf.cast(temperature, tf.float32) ** 2
-    soft = t2 * (soft_cross_entropy(student[0], teacher[0], attention_mask, temperature)
-                 + soft_cross_entropy(student[1], teacher[1], attention_mask, temperature)) / 2.0
-    hard = qa_window_losses(labels[0], labels[1], student[0], student[1])
-    alpha = tf.cast(alpha, tf.float32)
-    return {"loss": alpha * soft + (1.0 - alpha) * hard, "soft": soft, "hard": hard}
 
 
 def _signature(model) -> dict:
@@ -89,10 +54,7 @@ class DistillationModel(tf.keras.Model):
         # The student's policy: compile() then wraps the optimizer for loss scaling under mixed_float16.
         kwargs.setdefault("dtype", getattr(student, "dtype_policy", None))
         super().__init__(**kwargs)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1] (got {alpha})")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive (got {temperature})")
+        check_weights(alpha, temperature)
         self.student, self.teacher = student, teacher
         self.alpha, self.temperature = float(alpha), float(temperature)
         teacher.trainable = False
@@ -109,24 +71,14 @@ class DistillationModel(tf.keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.soft_tracker, self.hard_tracker]
 
-    @staticmethod
-    def _model_inputs(model, data) -> dict:
-        names = _signature(model)
-        return {k: v for k, v in data.items() if k in names and k not in LABELS}
-
     def call(self, inputs, training=False):
         """The student's start/end logits (what `predict` and the per-epoch evaluation see)."""
-        start_logits, end_logits = qa_logits(self.student(self._model_inputs(self.student, inputs), training=training))
+        start_logits, end_logits = qa_logits(self.student(model_inputs(self.student, inputs), training=training))
         return {"start_logits": start_logits, "end_logits": end_logits}
 
     def _distillation_step_losses(self, data, training: bool) -> dict:
         x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        teacher = qa_logits(self.teacher(self._model_inputs(self.teacher, x), training=False))
-        teacher_logits = tuple(tf.stop_gradient(logits) for logits in teacher)
-        student = qa_logits(self.student(self._model_inputs(self.student, x), training=training))
-        losses = distillation_losses(student, teacher_logits, (y["start_positions"], y["end_positions"]),
-                                     x.get("attention_mask"), self.alpha, self.temperature)
-        return {k: tf.reduce_mean(v) for k, v in losses.items()}
+        return batch_losses(self.student, self.teacher, x, y, self.alpha, self.temperature, training)
 
     def _update_trackers(self, losses: dict) -> dict:
         self.loss_tracker.update_state(losses["loss"])
@@ -174,14 +126,49 @@ def check_tokenizers(student_tokenizer, teacher_tokenizer, teacher_path: str, pr
                 f"{len(teacher_tokenizer)})")
 
 
-def load_teacher(path: str, student_tokenizer=None, probes=()):
-    """The teacher model at `path` (frozen), after checking its tokenizer against the student's."""
-    from tfqa.modeling.checkpoints import ModelLoadError, load_qa_model
+TF_WEIGHTS = "tf_model.h5"  # what save_pretrained writes for a transformers TF model (and keras-hub cannot read)
+KERAS_HUB_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # a PyTorch-saved checkpoint's
 
+
+def teacher_problem(path: str, backend: str) -> str:
+    """Why the folder `path` cannot teach a student on `backend` ("" when it can, or when only loading can tell).
+
+    Cheap (file names only), so a run refuses before any data or model loads. The
+    teacher runs inside the student's train step, and a tf-keras model inside a
+    Keras 3 step (or the reverse) is two Keras sharing one graph: refused, with the fix.
+    """
+    folder = Path(path)
+    keras3_run = saved_model_backend(folder) == "keras_hub"
+    if backend == "transformers" and keras3_run:
+        return (f"--teacher_model {path}: a keras_hub run ({KERAS_MODEL_FILE}, Keras 3) cannot teach a "
+                f"--backend transformers (tf-keras) student; pass --backend keras_hub")
+    tf_keras_only = (folder / TF_WEIGHTS).is_file() and not any((folder / f).is_file() for f in KERAS_HUB_WEIGHTS)
+    if backend == "keras_hub" and not keras3_run and tf_keras_only:
+        return (f"--teacher_model {path}: a transformers model ({TF_WEIGHTS}, tf-keras) cannot teach a --backend "
+                f"keras_hub (Keras 3) student; convert it: python -m tfqa convert --model {path} --to keras_hub "
+                f"--output DIR, then pass --teacher_model DIR")
+    return ""
+
+
+def check_teacher(path: str, backend: str) -> None:
+    """Raises TeacherError when `path` is no folder or cannot teach a student on `backend` (`teacher_problem`)."""
     if not os.path.isdir(path):
         raise TeacherError(f"--teacher_model {path}: no such directory")
+    problem = teacher_problem(path, backend)
+    if problem:
+        raise TeacherError(problem)
+
+
+def load_teacher(path: str, student_tokenizer=None, probes=(), backend: str = "transformers"):
+    """The teacher model at `path` (frozen) for a student on `backend`, after checking its tokenizer against the
+    student's. A keras_hub student's teacher is a keras_hub run or a checkpoint keras-hub reads (loaded on the
+    keras_hub backend); a transformers student's, a transformers run or checkpoint."""
+    from tfqa.modeling.backend import load_model
+    from tfqa.modeling.checkpoints import ModelLoadError
+
+    check_teacher(path, backend)
     try:
-        teacher, tokenizer = load_qa_model(path)
+        teacher, tokenizer = load_model(path, flag="--teacher_model", backend=backend)
     except ModelLoadError as e:
         raise TeacherError(f"--teacher_model {path}: {e}") from e
     if student_tokenizer is not None:
@@ -190,10 +177,16 @@ def load_teacher(path: str, student_tokenizer=None, probes=()):
     return teacher
 
 
-def with_teacher(student, tokenizer, config, strategy=None, probes=()) -> DistillationModel:
-    """The model `tfqa.training.fitting.fit` trains when `config.teacher_model` is set (built in `strategy`'s scope)."""
+def with_teacher(student, tokenizer, config, strategy=None, probes=()):
+    """The model `tfqa.training.fitting.fit` trains when `config.teacher_model` is set (built in `strategy`'s
+    scope): a `DistillationModel`, or on the keras_hub backend a `Keras3DistillationModel`."""
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        teacher = load_teacher(config.teacher_model, tokenizer, probes)
-        return DistillationModel(student, teacher, alpha=config.distill_alpha,
-                                 temperature=config.distill_temperature)
+        teacher = load_teacher(config.teacher_model, tokenizer, probes, backend=config.backend)
+        if config.backend == "keras_hub":
+            from tfqa.training.keras3_distill import Keras3DistillationModel
+
+            wrapper = Keras3DistillationModel
+        else:
+            wrapper = DistillationModel
+        return wrapper(student, teacher, alpha=config.distill_alpha, temperature=config.distill_temperature)

@@ -56,11 +56,13 @@ def fit(model, features, config: TrainConfig, strategy: tf.distribute.Strategy, 
         epochs = max(1, math.ceil(config.num_train_epochs))
     extra = {}
     if is_keras3(model):  # the keras_hub backend: the same recipe in Keras 3's classes
+        from tfqa.training.keras3_distill import Keras3DistillationModel
         from tfqa.training.keras3_step import make_keras3_optimizer, use_keras3_qa_train_step
 
         with strategy.scope():
             model.compile(optimizer=make_keras3_optimizer(config, total_steps), jit_compile=config.jit_compile)
-        use_keras3_qa_train_step(model, config.gradient_accumulation_steps)
+        if not isinstance(model, Keras3DistillationModel):  # which trains with its own step (the same hard loss)
+            use_keras3_qa_train_step(model, config.gradient_accumulation_steps)
         extra["shuffle"] = False  # the pipeline shuffles (Keras 3 warns that it cannot shuffle a tf.data input)
     else:
         with strategy.scope():

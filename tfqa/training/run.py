@@ -121,6 +121,10 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
         tf.config.experimental.enable_op_determinism()
     if config.train:  # train_keras.py refuses this earlier, before writing anything; this guards the API
         check_resume(config, out)
+        if config.teacher_model:  # a teacher of the other Keras: refused before the data and the models load
+            from tfqa.training.distill import check_teacher
+
+            check_teacher(config.teacher_model, config.backend)
 
     train_examples = load_examples(config.train_file, config.max_train_samples, "--train_file") if config.train else []
     eval_examples = load_examples(config.predict_file, config.max_eval_samples, "--predict_file") \
