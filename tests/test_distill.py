@@ -393,3 +393,21 @@ def test_a_teacher_of_the_other_keras_is_refused_in_one_line_before_the_run_star
             train_and_evaluate(config)
         assert str(refused.value) == message and refused.value.exit_status == 2
         assert not out.exists()  # refused before the data loads and anything is written
+
+
+def test_train_keras_refuses_a_teacher_of_the_other_keras_before_writing_anything(tmp_path, capsys):
+    from tfqa.apps.train import train_main
+    from tfqa.modeling.checkpoints import tiny_distilbert
+
+    teacher = tmp_path / "transformers_run"
+    tiny_distilbert(50, 16, dim=16, n_layers=1, n_heads=2).save_pretrained(str(teacher))
+    out = tmp_path / "student"
+    status = train_main(["--preset", "smoke", "--backend", "keras_hub", "--teacher_model", str(teacher),
+                         "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"train_keras.py: error: --teacher_model {teacher}: a transformers model (tf_model.h5, tf-keras) cannot "
+        f"teach a --backend keras_hub (Keras 3) student; convert it: python -m tfqa convert --model {teacher} "
+        "--to keras_hub --output DIR, then pass --teacher_model DIR")
+    assert not out.exists()  # not even the smoke preset's data/

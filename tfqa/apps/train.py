@@ -93,6 +93,10 @@ def prepare_run(config, overwrite_output_dir: bool = False, spelled: dict[str, s
     if not problems:
         problems = checkpoint_problems(config.model_name_or_path, config.max_seq_length, "--max_seq_length") \
             if preset is None else preset.problems(config)
+    if not problems and config.train and config.teacher_model:  # a teacher of the other Keras: before data/ is written
+        from tfqa.training.distill import teacher_problem
+
+        problems += [p for p in [teacher_problem(config.teacher_model, config.backend)] if p]
     if config.train and finished_run(config.output_dir) and not overwrite_output_dir:
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
