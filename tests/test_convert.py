@@ -25,6 +25,7 @@ TINY_BOUND = 1e-4  # the tiny DistilBERT (its weights drawn at 0.5: large logits
 PARITY_BOUND = 1e-3  # issue 22's bound across backends on real SQuAD dev windows; MiniLM measured 5.7e-7
 AGREEMENT = 0.995  # issue 22: converted runs answer like the original on ≥ 99.5 % of dev questions
 QUESTIONS = 80  # SQuAD dev questions the MiniLM parity is measured on
+SMOKE_QUESTIONS = 400  # ... and the smoke-sized DistilBERT's (fast: 2 layers of 64)
 SETTINGS = dict(max_seq_length=32, doc_stride=8, max_query_length=8)
 
 
@@ -144,6 +145,32 @@ def test_minilm_run_converted_answers_like_the_original_on_squad_dev(tmp_path):
     print(f"\nMiniLM converted: {len(examples)} dev questions, {len(features)} windows of up to 192 tokens: "
           f"max |diff| {diff:.3g}, same answer {agreement:.1%}")
     assert len(features) > len(examples)  # some contexts take several windows
+    assert diff <= PARITY_BOUND, diff
+    assert agreement >= AGREEMENT, agreement
+
+
+def test_the_smoke_distilbert_converted_answers_like_the_original_on_squad_dev(wordpiece_tokenizer, tmp_path):
+    """The smoke preset's model (`TRANSFORMERS.tiny`: the size `--preset smoke` builds, seeded) on real SQuAD v1.1
+    dev windows, through its own WordPiece vocabulary, before and after `convert`."""
+    dev = squad_path("dev-v1.1.json.gz")
+    from tfqa import load_squad
+    from tfqa.core.decoding import decode_predictions
+    from tfqa.modeling.transformers_backend import TRANSFORMERS
+
+    config = TrainConfig(max_seq_length=64, doc_stride=24, max_query_length=16)  # the smoke preset's windows
+    original = TRANSFORMERS.tiny(wordpiece_tokenizer.vocab_size, config.max_seq_length, seed=7)
+    run = _save_run(original, wordpiece_tokenizer, tmp_path / "smoke_run", config)
+    converted, _ = KERAS_HUB.load(str(convert_run(run, tmp_path / "converted")))
+    everything = load_squad(dev)
+    examples = everything[::len(everything) // SMOKE_QUESTIONS][:SMOKE_QUESTIONS]
+    features = prepare_features(examples, wordpiece_tokenizer, config=config.features)
+    logits = {name: _logits(model, features, batch=64) for name, model in (("ours", converted), ("theirs", original))}
+    diff = np.abs(logits["ours"] - logits["theirs"])[np.isfinite(logits["theirs"])].max()
+    ours, theirs = (decode_predictions(examples, features, *logits[name], config=config.decoding)[0]
+                    for name in ("ours", "theirs"))
+    agreement = sum(ours[e.id] == theirs[e.id] for e in examples) / len(examples)
+    print(f"\nsmoke DistilBERT converted: {len(examples)} dev questions, {len(features)} windows of up to 64 tokens: "
+          f"max |diff| {diff:.3g}, same answer {agreement:.1%}")
     assert diff <= PARITY_BOUND, diff
     assert agreement >= AGREEMENT, agreement
 
