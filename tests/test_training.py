@@ -239,20 +239,27 @@ def test_keras_hub_two_replicas_match_one_at_the_same_global_batch(wordpiece_tok
     assert np.linalg.norm(two_change - one_change) / np.linalg.norm(one_change) < 1e-2
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
+@pytest.mark.parametrize("backend, model_file", [("transformers", "tf_model.h5"), ("keras_hub", "model.keras")])
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path, backend, model_file):
+    """SIGKILL after epoch 1; the rerun resumes from BackupAndRestore's OUTPUT_DIR/backup/ (tf-keras' or,
+    on keras_hub, Keras 3's) at epoch 2, and history.json keeps every epoch once."""
+    from tfqa.core.run_dir import checkpoint_path
+
     out = tmp_path / "run"
     cmd = [sys.executable, "train_keras.py", "--preset", "smoke", "--train_file", tiny_data[0], "--predict_file",
            tiny_data[1], "--output_dir", str(out), "--num_train_epochs", "3", "--max_seq_length", "64",
-           "--doc_stride", "16", "--per_gpu_train_batch_size", "4", "--do_train"]
+           "--doc_stride", "16", "--per_gpu_train_batch_size", "4", "--do_train", "--backend", backend]
+    first_checkpoint = checkpoint_path(out, 1, backend)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     deadline = time.time() + 240
-    while not (out / "checkpoints" / "epoch-01.h5").exists() and time.time() < deadline and proc.poll() is None:
+    while not first_checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     first_log = proc.communicate()[0]
-    assert (out / "checkpoints" / "epoch-01.h5").exists(), first_log[-3000:]
-    assert not (out / "tf_model.h5").exists(), first_log[-3000:]  # it really was cut off before the end
+    assert first_checkpoint.exists(), first_log[-3000:]
+    assert not (out / model_file).exists(), first_log[-3000:]  # it really was cut off before the end
+    assert any((out / "backup").rglob("*")), first_log[-3000:]
     # A window size the backup was not trained with: one line naming the flag, nothing written.
     files = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
     wrong = subprocess.run([*cmd, "--max_seq_length", "96"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -268,7 +275,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_data, tmp_path):
         (first_log[-2000:], log[-2000:])
     assert f"resuming the interrupted run in {out} at epoch 2 of 3 (after " in again.stderr
     assert "1 epoch complete); changed: --learning_rate 0.001 → 0.002" in again.stderr
-    assert (out / "tf_model.h5").exists()
+    assert (out / model_file).exists() and checkpoint_path(out, 3, backend).exists()
+    assert not (out / "backup").exists()  # BackupAndRestore removes its backup at the end, the run its folder
     # The history and the plot continue the first attempt's: every epoch once, all its steps.
     history = json.loads((out / "history.json").read_text())
     assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [
