@@ -113,6 +113,41 @@ def use_keras3_qa_train_step(model: keras.Model, accumulation_steps: int = 1) ->
         # No cost: Keras 3's Adam updates whole moment tensors anyway.
         grads = [g if g is None else tf.convert_to_tensor(g) for g in grads]
         model.optimizer.apply_gradients(zip(grads, variables))
-        return {"loss": tracker.result()}
+        loss = tracker.result()
+        if _across_workers(tf.distribute.get_strategy()):
+            # Keras 3 averages the logs of several workers with `strategy.reduce("MEAN", v, axis=0)`, which fails
+            # on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions"): one value per replica
+            # along axis 0, whose mean is the scalar again (the workers' equal batches: the global running mean).
+            loss = tf.reshape(loss, [1])
+        return {"loss": loss}
 
     model.train_step = train_step
+    _build_without_a_batch(model)
+
+
+def _across_workers(strategy) -> bool:
+    """Whether Keras 3 reduces the step's logs across worker processes (its `_collective_all_reduce_multi_worker`)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+        strategy.extended._in_multi_worker_mode()
+
+
+def _build_without_a_batch(model: keras.Model) -> None:
+    """Makes Keras 3's `fit`/`predict` build a built model's optimizer without reducing a first batch.
+
+    Under a strategy, Keras 3's TensorFlow trainer (`_maybe_symbolic_build`)
+    takes the first batch and `strategy.reduce`s it across replicas before
+    anything else, to build the model symbolically. MultiWorkerMirroredStrategy
+    cannot reduce a nested batch ("Attempt to convert a value ({'input_ids':
+    PerReplica…}) … to a Tensor"), so a keras_hub run failed on several
+    workers (MirroredStrategy can). A tfqa model is built when it is fit or
+    predicts, and its `compile` has no loss or metrics: without a batch, Keras
+    builds just the optimizer. An unbuilt model keeps Keras' own way.
+    """
+    symbolic_build = model._maybe_symbolic_build
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if all(layer.built for layer in model._flatten_layers()):
+            iterator = None
+        return symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
