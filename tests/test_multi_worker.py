@@ -212,10 +212,14 @@ def test_two_workers_match_one_process_at_the_same_global_batch(keras_hub_checkp
 
 
 @pytest.mark.slow
-def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("backend, backup_file, files", [
+    ("transformers", "chief/checkpoint", ("tf_model.h5", "checkpoints/epoch-03.h5")),
+    # Keras 3's BackupAndRestore writes its weights, then the epoch reached
+    ("keras_hub", "training_metadata.json", ("model.keras", "checkpoints/epoch-03.weights.h5"))])
+def test_killed_worker_job_resumes_from_the_last_backup(keras_hub_checkpoint, tmp_path, backend, backup_file, files):
     out = tmp_path / "run"
-    workers = start_workers(tiny_checkpoint, out, 3, tmp_path)
-    backup = out / "backup" / "chief" / "checkpoint"
+    workers = start_workers(keras_hub_checkpoint, out, 3, tmp_path, backend=backend)
+    backup = out / "backup" / backup_file
     deadline = time.time() + 240
     while not backup.exists() and time.time() < deadline and all(p.poll() is None for p in workers):
         time.sleep(0.2)
@@ -226,11 +230,11 @@ def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_pat
     except subprocess.TimeoutExpired:
         os.killpg(workers[0].pid, signal.SIGKILL)
         workers[0].wait()
-    assert not (out / "tf_model.h5").exists()  # really cut off before the end
+    assert not (out / files[0]).exists()  # really cut off before the end
     first = (tmp_path / "w0.log").read_text()
     (tmp_path / "w0.log").rename(tmp_path / "w0-first.log")
 
-    workers = start_workers(tiny_checkpoint, out, 3, tmp_path)
+    workers = start_workers(keras_hub_checkpoint, out, 3, tmp_path, backend=backend)
     for i, proc in enumerate(workers):
         assert proc.wait(timeout=300) == 0, log_tail(tmp_path / f"w{i}.log")
     log = (tmp_path / "w0.log").read_text()
@@ -241,5 +245,5 @@ def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_pat
     for name in ("eval_results.json", "predictions.json", "nbest_predictions.json", "null_odds.json",
                  "tfqa_config.json"):
         json.loads((out / name).read_text())  # complete, valid JSON
-    assert (out / "tf_model.h5").exists() and (out / "checkpoints" / "epoch-03.h5").exists()
+    assert all((out / name).exists() for name in files) and not (out / "backup").exists()
     assert not list(out.rglob("workertemp_*"))
