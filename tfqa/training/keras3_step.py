@@ -48,15 +48,29 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class AdamW(keras.optimizers.AdamW):
-    """Keras 3's AdamW, clipping the global norm of the all-reduced gradient (the global batch's) under
-    several replicas, as tf-keras does.
+    """Keras 3's AdamW with tf-keras' handling of sparse gradients and of clipping under several replicas.
 
-    Keras 3 clips in `apply`, before its TensorFlow optimizer all-reduces the
-    replicas' gradients (in `_backend_update_step`): each replica's share was
-    clipped to the norm on its own, so 2 replicas trained unlike 1 at the same
-    global batch whenever clipping acted (the norm of a sum is not the sum of
-    norms). Here the clipping moves after the all-reduce; one replica is unchanged.
+    - Sparse gradients are made dense, summed over repeated indices. The
+      embeddings' gradients are IndexedSlices with one slice per token, repeats
+      included, and Keras 3 keeps them sparse where it should not: its Adam
+      squares them slice by slice (`ops.square` is sparse-aware), so a token
+      seen n times in a batch got Σg² where (Σg)² belongs and moved up to √n ×
+      the learning rate; under several replicas their all-reduce failed
+      ("Shape mismatch in the collective"). tf-keras deduplicates them first.
+      No cost: Keras 3's Adam updates whole moment tensors anyway.
+    - The global norm is clipped on the all-reduced gradient (the global
+      batch's). Keras 3 clips in `apply`, before its TensorFlow optimizer
+      all-reduces the replicas' gradients (in `_backend_update_step`): each
+      replica's share was clipped on its own, so 2 replicas trained unlike 1 at
+      the same global batch whenever clipping acted. One replica is unchanged.
+
+    Here, not in the train step, so that every Keras 3 step tfqa compiles with
+    it (the QA step, distillation's) gets both.
     """
+
+    def apply(self, grads, trainable_variables=None):
+        grads = [g if g is None else tf.convert_to_tensor(g) for g in grads]
+        return super().apply(grads, trainable_variables)
 
     def _clip_gradients(self, grads):
         return grads  # not yet: see _backend_update_step
@@ -105,13 +119,6 @@ def use_keras3_qa_train_step(model: keras.Model, accumulation_steps: int = 1) ->
             grads = step_gradients(x, y, variables)
         else:
             grads = summed_over_micro_batches(step_gradients, x, y, steps, variables)
-        # Dense gradients, summed over repeated indices. The embeddings' gradients are IndexedSlices with one slice
-        # per token, repeats included, and Keras 3 keeps them sparse where it should not: its Adam squares them
-        # slice by slice (`ops.square` is sparse-aware), so a token seen n times in a batch got Σg² where (Σg)²
-        # belongs and moved up to √n × the learning rate; and under several replicas their all-reduce packs
-        # per-replica shapes that differ ("Shape mismatch in the collective"). tf-keras deduplicates them first.
-        # No cost: Keras 3's Adam updates whole moment tensors anyway.
-        grads = [g if g is None else tf.convert_to_tensor(g) for g in grads]
         model.optimizer.apply_gradients(zip(grads, variables))
         loss = tracker.result()
         if _across_workers(tf.distribute.get_strategy()):
