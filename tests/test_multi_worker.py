@@ -242,6 +242,7 @@ def test_killed_worker_job_resumes_from_the_last_backup(keras_hub_checkpoint, tm
     history = json.loads((out / "history.json").read_text())
     assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [
         (epoch, history["steps_per_epoch"]) for epoch in (1, 2, 3)]
+    assert all("exact" in e and "f1" in e for e in history["epochs"])  # evaluated after every epoch
     for name in ("eval_results.json", "predictions.json", "nbest_predictions.json", "null_odds.json",
                  "tfqa_config.json"):
         json.loads((out / name).read_text())  # complete, valid JSON
