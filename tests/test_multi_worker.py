@@ -145,7 +145,8 @@ def keras_hub_checkpoint(tiny_checkpoint):
 def flags(folder: Path, out: Path, per_replica: int, epochs: int, strategy: str, *extra: str,
           backend: str = "transformers") -> list[str]:
     model = "keras_hub_model" if backend == "keras_hub" else "model"
-    return ["--backend", backend, "--model_name_or_path", str(folder / model), "--train_file", str(folder / "train.json"),
+    return ["--backend", backend, "--model_name_or_path", str(folder / model),
+            "--train_file", str(folder / "train.json"),
             "--predict_file", str(folder / "dev.json"), "--output_dir", str(out), "--max_seq_length", "64",
             "--doc_stride", "16", "--max_query_length", "16", "--per_gpu_train_batch_size", str(per_replica),
             "--eval_batch_size", "16", "--learning_rate", "1e-3", "--num_train_epochs", str(epochs),

@@ -254,8 +254,14 @@ def test_keras_hub_two_replicas_match_one_at_the_same_global_batch(wordpiece_tok
     features = prepare_features(tiny_examples() * 3, wordpiece_tokenizer, max_seq_length=64, doc_stride=16,
                                 max_query_length=16)
     settings = dict(max_grad_norm=max_grad_norm, mixed_precision=mixed_precision)
-    one, one_change = keras_hub_fit(tf.distribute.MirroredStrategy(["/cpu:0"]), features, 8, **settings)
-    two, two_change = keras_hub_fit(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), features, 4, **settings)
+    # Reduced through one device, not CPU collectives: Keras 3 all-reduces inside its step, and TensorFlow
+    # keeps collective instances per process, so a 2-device strategy of an earlier test (the tf-keras one above)
+    # made these fail with "Shape mismatch in the collective instance 100" (one strategy per real run).
+    replicas = {n: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"][:n],
+                                                  cross_device_ops=tf.distribute.ReductionToOneDevice())
+                for n in (1, 2)}
+    one, one_change = keras_hub_fit(replicas[1], features, 8, **settings)
+    two, two_change = keras_hub_fit(replicas[2], features, 4, **settings)
     assert one[-1] < one[0]  # it learns
     np.testing.assert_allclose(two, one, rtol=2e-5)
     # How far from the one-replica training, relative to how far that moved. AdamW divides by √v: float-order
