@@ -31,6 +31,7 @@ training.build_model_and_tokenizer = _capture
 if __name__ == "__main__":
     status = train_main(sys.argv[2:])
     if status == 0 and models:
-        weights = {w.name: w.numpy() for w in models[-1].weights}
+        # A Keras 3 variable's name is its own ("kernel"); its path is unique, like a tf-keras variable's name.
+        weights = {getattr(w, "path", w.name): np.asarray(w.numpy()) for w in models[-1].weights}
         np.savez(sys.argv[1], **weights)
     raise SystemExit(status)

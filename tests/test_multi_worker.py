@@ -128,8 +128,25 @@ def tiny_checkpoint(tmp_path_factory):
     return folder
 
 
-def flags(folder: Path, out: Path, per_replica: int, epochs: int, strategy: str, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(folder / "model"), "--train_file", str(folder / "train.json"),
+@pytest.fixture(scope="module")
+def keras_hub_checkpoint(tiny_checkpoint):
+    """The same data and vocab, and a tiny keras-hub DistilBERT QA model saved as a keras_hub run folder."""
+    from transformers import AutoTokenizer
+
+    from tfqa.modeling.keras_hub_qa import save_qa_model, tiny_distilbert
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_checkpoint / "model"))
+    save_qa_model(tiny_distilbert(len(tokenizer), 64, dim=16, n_layers=2, n_heads=2, seed=0),
+                  tiny_checkpoint / "keras_hub_model" / "model.keras")
+    tokenizer.save_pretrained(str(tiny_checkpoint / "keras_hub_model"))
+    return tiny_checkpoint
+
+
+def flags(folder: Path, out: Path, per_replica: int, epochs: int, strategy: str, *extra: str,
+          backend: str = "transformers") -> list[str]:
+    model = "keras_hub_model" if backend == "keras_hub" else "model"
+    return ["--backend", backend, "--model_name_or_path", str(folder / model),
+            "--train_file", str(folder / "train.json"),
             "--predict_file", str(folder / "dev.json"), "--output_dir", str(out), "--max_seq_length", "64",
             "--doc_stride", "16", "--max_query_length", "16", "--per_gpu_train_batch_size", str(per_replica),
             "--eval_batch_size", "16", "--learning_rate", "1e-3", "--num_train_epochs", str(epochs),
@@ -148,9 +165,9 @@ def start(args: list[str], weights: Path, log: Path, tf_config_value: dict | Non
                             stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_workers(folder, out, epochs, tmp_path, *extra):
+def start_workers(folder, out, epochs, tmp_path, *extra, backend="transformers"):
     ports = free_ports(2)
-    return [start(flags(folder, out, 4, epochs, "multi_worker", *extra), tmp_path / f"w{i}.npz",
+    return [start(flags(folder, out, 4, epochs, "multi_worker", *extra, backend=backend), tmp_path / f"w{i}.npz",
                   tmp_path / f"w{i}.log", tf_config(2, i, ports), tmp_path / f"tmp{i}") for i in range(2)]
 
 
@@ -159,12 +176,15 @@ def log_tail(path: Path, n=3000) -> str:
 
 
 @pytest.mark.slow
-def test_two_workers_match_one_process_at_the_same_global_batch(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("backend, files", [
+    ("transformers", ("tf_model.h5", "checkpoints/epoch-01.h5")),
+    ("keras_hub", ("model.keras", "checkpoints/epoch-01.weights.h5"))])
+def test_two_workers_match_one_process_at_the_same_global_batch(keras_hub_checkpoint, tmp_path, backend, files):
     out, ref_out = tmp_path / "run", tmp_path / "ref"
-    workers = start_workers(tiny_checkpoint, out, 1, tmp_path, "--do_train")
+    workers = start_workers(keras_hub_checkpoint, out, 1, tmp_path, "--do_train", backend=backend)
     # The same global batch (4 per worker × 2 workers) in one process.
-    ref = start(flags(tiny_checkpoint, ref_out, 8, 1, "one_device", "--do_train"), tmp_path / "ref.npz",
-                tmp_path / "ref.log", None, tmp_path / "tmpref")
+    ref = start(flags(keras_hub_checkpoint, ref_out, 8, 1, "one_device", "--do_train", backend=backend),
+                tmp_path / "ref.npz", tmp_path / "ref.log", None, tmp_path / "tmpref")
     for i, proc in enumerate(workers):
         assert proc.wait(timeout=240) == 0, log_tail(tmp_path / f"w{i}.log")
     assert ref.wait(timeout=240) == 0, log_tail(tmp_path / "ref.log")
@@ -173,7 +193,7 @@ def test_two_workers_match_one_process_at_the_same_global_batch(tiny_checkpoint,
     assert sorted(w0.files) == sorted(one.files)
     for name in w0.files:
         np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)  # all-reduced: the very same weights
-        if "qa_outputs/bias" in name:
+        if "qa_outputs" in name and "bias" in name:  # transformers' qa_outputs/bias, keras_hub's qa_outputs_*/bias
             # A softmax over positions ignores a constant added to every logit, so the QA bias' gradient is
             # exactly 0 up to float noise, and AdamW (÷ √v) turns that noise into moves of up to lr (1e-3) per
             # step in either direction (CI saw 1.2e-4 apart): nothing of the all-reduce shows in it.
@@ -186,18 +206,21 @@ def test_two_workers_match_one_process_at_the_same_global_batch(tiny_checkpoint,
     np.testing.assert_allclose(history["epochs"][0]["step_losses"], ref_history["epochs"][0]["step_losses"],
                                rtol=1e-4)  # the logged loss is the global mean, not a sum over workers
     # Only the chief wrote, into OUTPUT_DIR; the other worker's temporary folder is gone again.
-    for name in ("tf_model.h5", "tokenizer.json", "tfqa_config.json", "history.json", "training.png",
-                 "checkpoints/epoch-01.h5"):
+    for name in ("tokenizer.json", "tfqa_config.json", "history.json", "training.png", *files):
         assert (out / name).exists(), name
     assert not list(out.rglob("workertemp_*"))
     assert not any((tmp_path / "tmp1").iterdir()) and not any((tmp_path / "tmp0").iterdir())
 
 
 @pytest.mark.slow
-def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("backend, backup_file, files", [
+    ("transformers", "chief/checkpoint", ("tf_model.h5", "checkpoints/epoch-03.h5")),
+    # Keras 3's BackupAndRestore writes its weights, then the epoch reached
+    ("keras_hub", "training_metadata.json", ("model.keras", "checkpoints/epoch-03.weights.h5"))])
+def test_killed_worker_job_resumes_from_the_last_backup(keras_hub_checkpoint, tmp_path, backend, backup_file, files):
     out = tmp_path / "run"
-    workers = start_workers(tiny_checkpoint, out, 3, tmp_path)
-    backup = out / "backup" / "chief" / "checkpoint"
+    workers = start_workers(keras_hub_checkpoint, out, 3, tmp_path, backend=backend)
+    backup = out / "backup" / backup_file
     deadline = time.time() + 240
     while not backup.exists() and time.time() < deadline and all(p.poll() is None for p in workers):
         time.sleep(0.2)
@@ -208,11 +231,11 @@ def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_pat
     except subprocess.TimeoutExpired:
         os.killpg(workers[0].pid, signal.SIGKILL)
         workers[0].wait()
-    assert not (out / "tf_model.h5").exists()  # really cut off before the end
+    assert not (out / files[0]).exists()  # really cut off before the end
     first = (tmp_path / "w0.log").read_text()
     (tmp_path / "w0.log").rename(tmp_path / "w0-first.log")
 
-    workers = start_workers(tiny_checkpoint, out, 3, tmp_path)
+    workers = start_workers(keras_hub_checkpoint, out, 3, tmp_path, backend=backend)
     for i, proc in enumerate(workers):
         assert proc.wait(timeout=300) == 0, log_tail(tmp_path / f"w{i}.log")
     log = (tmp_path / "w0.log").read_text()
@@ -220,8 +243,9 @@ def test_killed_worker_job_resumes_from_the_last_backup(tiny_checkpoint, tmp_pat
     history = json.loads((out / "history.json").read_text())
     assert [(e["epoch"], len(e["step_losses"])) for e in history["epochs"]] == [
         (epoch, history["steps_per_epoch"]) for epoch in (1, 2, 3)]
+    assert all("exact" in e and "f1" in e for e in history["epochs"])  # evaluated after every epoch
     for name in ("eval_results.json", "predictions.json", "nbest_predictions.json", "null_odds.json",
                  "tfqa_config.json"):
         json.loads((out / name).read_text())  # complete, valid JSON
-    assert (out / "tf_model.h5").exists() and (out / "checkpoints" / "epoch-03.h5").exists()
+    assert all((out / name).exists() for name in files) and not (out / "backup").exists()
     assert not list(out.rglob("workertemp_*"))

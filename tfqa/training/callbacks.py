@@ -185,10 +185,37 @@ def training_callbacks(output_dir: str | Path, config: TrainConfig, recorder: Re
         TrainingProgress(reporter),
         *([evaluator] if evaluator is not None else []),
         recorder,
-        keras.callbacks.BackupAndRestore(str(backup_dir or out / BACKUP_DIR)),  # a restarted run resumes here
+        backup_and_restore(keras, backup_dir or out / BACKUP_DIR),  # a restarted run resumes here
         keras.callbacks.ModelCheckpoint(str(checkpoint_path(out, "{epoch:02d}", config.backend)),
                                         save_weights_only=True),
         *([keras.callbacks.ModelCheckpoint(str(step_checkpoint_path(out, config.backend)), save_weights_only=True,
                                            save_freq=config.save_steps)] if config.save_steps else []),
         keras.callbacks.TensorBoard(str(out / LOGS_DIR), update_freq=config.logging_steps),
     ]
+
+
+def backup_and_restore(keras, backup_dir: str | Path):
+    """The BackupAndRestore callback of the Keras the model lives in, writing `backup_dir`.
+
+    tf-keras' knows about several workers (the chief writes `backup/chief`, every
+    worker restores from it). Keras 3's does not: every worker wrote the same
+    `latest.weights.h5` at once, and the second failed ("Unable to synchronously
+    create file (unable to lock file …)"). Here only the chief writes and deletes
+    it; every worker restores from it (their weights are the same, all-reduced).
+    """
+    if keras is tf.keras:
+        return keras.callbacks.BackupAndRestore(str(backup_dir))
+    from tfqa.training.strategies import chief_process
+
+    chief = chief_process()
+
+    class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def _save_model(self):
+            if chief:
+                super()._save_model()
+
+        def on_train_end(self, logs=None):
+            if chief:
+                super().on_train_end(logs)
+
+    return ChiefBackupAndRestore(str(backup_dir))
