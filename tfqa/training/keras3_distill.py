@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from tfqa.training.distill_loss import batch_losses, check_weights, model_inputs
+from tfqa.training.keras3_step import build_without_a_batch, step_logs
 from tfqa.training.train_step import for_replicas
 
 
@@ -44,6 +45,7 @@ class Keras3DistillationModel(keras.Model):
         self.soft_tracker = keras.metrics.Mean(name="soft_loss")
         self.hard_tracker = keras.metrics.Mean(name="hard_loss")
         self.built = True  # both models are built: fit need not trace this wrapper symbolically
+        build_without_a_batch(self)  # as the QA step: several workers cannot reduce a first batch to build it
 
     @property
     def inputs(self) -> list:
@@ -77,7 +79,7 @@ class Keras3DistillationModel(keras.Model):
             scaled = self.optimizer.scale_loss(for_replicas(losses["loss"]))  # no-op unless mixed_float16
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
-        return self._update_trackers(losses, tf.shape(data[1]["start_positions"])[0])
+        return step_logs(self._update_trackers(losses, tf.shape(data[1]["start_positions"])[0]))
 
     def test_step(self, data):
         return self._update_trackers(self._step_losses(data, training=False), tf.shape(data[1]["start_positions"])[0])

@@ -120,16 +120,22 @@ def use_keras3_qa_train_step(model: keras.Model, accumulation_steps: int = 1) ->
         else:
             grads = summed_over_micro_batches(step_gradients, x, y, steps, variables)
         model.optimizer.apply_gradients(zip(grads, variables))
-        loss = tracker.result()
-        if _across_workers(tf.distribute.get_strategy()):
-            # Keras 3 averages the logs of several workers with `strategy.reduce("MEAN", v, axis=0)`, which fails
-            # on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions"): one value per replica
-            # along axis 0, whose mean is the scalar again (the workers' equal batches: the global running mean).
-            loss = tf.reshape(loss, [1])
-        return {"loss": loss}
+        return step_logs({"loss": tracker.result()})
 
     model.train_step = train_step
-    _build_without_a_batch(model)
+    build_without_a_batch(model)
+
+
+def step_logs(logs: dict) -> dict:
+    """A Keras 3 train step's logs (scalars) in the shape Keras can reduce under the current strategy.
+
+    Keras 3 averages the logs of several workers with `strategy.reduce("MEAN", v, axis=0)`, which fails on a
+    scalar ("Invalid reduction dimension 0 for input with 0 dimensions"): one value per replica along axis 0,
+    whose mean is the scalar again (the workers' equal batches: the global running mean). One process: as is.
+    """
+    if not _across_workers(tf.distribute.get_strategy()):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
 def _across_workers(strategy) -> bool:
@@ -138,7 +144,7 @@ def _across_workers(strategy) -> bool:
         strategy.extended._in_multi_worker_mode()
 
 
-def _build_without_a_batch(model: keras.Model) -> None:
+def build_without_a_batch(model: keras.Model) -> None:
     """Makes Keras 3's `fit`/`predict` build a built model's optimizer without reducing a first batch.
 
     Under a strategy, Keras 3's TensorFlow trainer (`_maybe_symbolic_build`)
