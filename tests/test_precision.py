@@ -77,8 +77,20 @@ def traces_of_the_train_function(model) -> int:
 
 @pytest.mark.parametrize("backend", ["transformers", "keras_hub"])
 def test_xla_compiles_the_train_step_once(wordpiece_tokenizer, backend):
-    """Fixed shapes (full-width batches, no partial batch): one trace, so one XLA compilation, for all steps."""
-    model, _, losses = train_tiny(wordpiece_tokenizer, "no", jit_compile=True, epochs=2, backend=backend)
+    """Fixed shapes (full-width batches, no partial batch): one trace, so one XLA compilation, for all steps.
+
+    With op determinism as `train_and_evaluate` leaves it before `fit` (Keras 3 drops XLA while it is on)."""
+    from tensorflow.python.framework import config as determinism  # what Keras 3 reads; TF has no public "off"
+
+    from tfqa.training.run import deterministic_kernels
+
+    was_on = determinism.is_op_determinism_enabled()
+    config = TrainConfig(jit_compile=True, backend=backend)
+    (determinism.enable_op_determinism if deterministic_kernels(config) else determinism.disable_op_determinism)()
+    try:
+        model, _, losses = train_tiny(wordpiece_tokenizer, "no", jit_compile=True, epochs=2, backend=backend)
+    finally:
+        (determinism.enable_op_determinism if was_on else determinism.disable_op_determinism)()
     assert model.jit_compile is True
     assert traces_of_the_train_function(model) == 1
     assert all(np.isfinite(losses))

@@ -105,6 +105,14 @@ def train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy | N
         return _train_and_evaluate(config, strategy, backup, reporter, verbose)
 
 
+def deterministic_kernels(config: TrainConfig) -> bool:
+    """Whether the run turns TensorFlow's op determinism on: on CPU, in one process, unless Keras 3 is asked for
+    XLA (Keras 3 compiles without XLA, after a warning, while op determinism is on: `model_supports_jit` in
+    keras/src/trainers/trainer.py)."""
+    keras3_xla = config.jit_compile and config.backend == "keras_hub"
+    return not tf.config.list_physical_devices("GPU") and training_workers() == 1 and not keras3_xla
+
+
 def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, backup: Path, reporter: Reporter,
                         verbose: int) -> dict:
     out = Path(config.output_dir)
@@ -113,7 +121,7 @@ def _train_and_evaluate(config: TrainConfig, strategy: tf.distribute.Strategy, b
     backend = backend_named(config.backend)
     keras = backend.keras()  # the Keras the model lives in: its seeding and its own callbacks
     keras.utils.set_random_seed(config.seed)  # Keras 3 also seeds its own generator
-    if not tf.config.list_physical_devices("GPU") and training_workers() == 1:
+    if deterministic_kernels(config):
         # --seed repeats a run on this machine: deterministic kernels cost nothing measurable on CPU (best of
         # 4 smoke runs: 14.3 s vs 15.5 s of training), unlike on GPUs, where they replace atomics and cuDNN's pick.
         # Not for several workers (their runs are not reproduced, README): the kernels it picks there change the
