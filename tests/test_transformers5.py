@@ -64,7 +64,8 @@ def python5(tmp_path_factory):
 def run5(python, args, cwd, timeout=1200):
     """Runs `python ARGS` with tfqa from the sources, as a person's shell would (no TF_CPP_MIN_LOG_LEVEL, so the
     entry points filter TensorFlow's start-up lines themselves)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")}
+    unset = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(PYTHONPATH=str(ROOT), CI="1")
     return subprocess.run([str(python), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
