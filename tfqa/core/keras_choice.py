@@ -12,7 +12,9 @@ whatever `tf.keras` is, so it runs in either kind of process.
 are about to load is transformers, before anything touches `tf.keras`; a program
 that imports TensorFlow itself calls `tfqa.use_backend("transformers")` first.
 A process where `tf.keras` is already Keras 3 cannot switch: it gets one line
-that says what to do, not a transformers traceback.
+that says what to do, not a transformers traceback. (transformers 4's TF
+modules set the variable themselves when first imported, after the fact if
+`tf.keras` is bound by then: hence the check here, before any of them loads.)
 """
 
 from __future__ import annotations
