@@ -96,7 +96,9 @@ def prepare_run(config, overwrite_output_dir: bool = False, spelled: dict[str, s
     if not problems and config.train and config.teacher_model:  # a teacher of the other Keras: before data/ is written
         from tfqa.training.distill import teacher_problem
 
-        problems += [p for p in [teacher_problem(config.teacher_model, config.backend)] if p]
+        teacher = teacher_problem(config.teacher_model, config.backend)
+        if teacher:
+            problems.append(teacher)
     if config.train and finished_run(config.output_dir) and not overwrite_output_dir:
         problems.append(f"--output_dir {config.output_dir} holds a finished run; pass --overwrite_output_dir to "
                         "train into it again, or choose another folder")
